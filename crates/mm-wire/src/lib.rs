@@ -26,6 +26,7 @@
 //! * [`header`] — [`HeaderView`], [`Header`], [`patch_subscription_id`].
 //! * [`Message`], [`Field`], [`FieldValue`], [`FieldType`], [`Text`] — the data model.
 //! * [`subject`] — validation, tokens, the reference matcher.
+//! * [`handshake`] — typed CONNECT options, ACK info, mesh peer identity, ERROR codes.
 //! * `tokio_codec` (feature `tokio-codec`) — `FrameCodec` for `tokio_util::codec::Framed`.
 
 mod action;
@@ -33,6 +34,7 @@ mod body;
 mod error;
 mod field;
 pub mod frame;
+pub mod handshake;
 pub mod header;
 mod message;
 mod reader;

@@ -482,3 +482,42 @@ fn header_strings_of_vectors_have_expected_types() {
     let message = frame("connect-v2.bin").message().unwrap();
     assert_eq!(message.field_type("no_responders"), Some(FieldType::Bool));
 }
+
+#[test]
+fn handshake_types_build_the_vector_bodies() {
+    use mm_wire::handshake::{AckInfo, ConnectOptions, PeerHello, Protocol};
+    let connect = frame("connect-v2.bin").message().unwrap();
+    let (options, warning) = ConnectOptions::from_message(&connect);
+    assert!(warning.is_none());
+    assert_eq!(options.protocol(), Protocol::Mm2);
+    assert_eq!(options.heartbeat_ms, 5000);
+    assert!(options.no_responders);
+    assert_eq!(options.to_message(), connect);
+
+    let ack = frame("ack-v2.bin").message().unwrap();
+    let info = AckInfo::from_message(&ack).unwrap();
+    assert_eq!(info.gateway_name, "gw-a");
+    assert_eq!(info.client_message(), ack);
+    assert!(AckInfo::from_message(&frame("ack-legacy.bin").message().unwrap()).is_none());
+
+    let mesh_ack = frame("ack-mesh-v2.bin").message().unwrap();
+    let info = AckInfo::from_message(&mesh_ack).unwrap();
+    assert_eq!(
+        info.gateway_id.as_deref(),
+        Some("a1b2c3d4e5f60718293a4b5c6d7e8f90")
+    );
+    assert_eq!(info.mesh_message(), mesh_ack);
+
+    let hello_body = frame("connect-mesh-peer-v2.bin").message().unwrap();
+    let hello = PeerHello::from_message(&hello_body);
+    assert_eq!(hello.protocol(), Protocol::Mm2);
+    assert_eq!(hello.to_message(), hello_body);
+    let legacy = PeerHello::from_message(&frame("connect-mesh-peer.bin").message().unwrap());
+    assert_eq!(legacy.protocol(), Protocol::Mm1);
+
+    let error = frame("error-invalid-subject.bin").message().unwrap();
+    assert_eq!(
+        mm_wire::handshake::ErrorCode::InvalidSubject.message("empty token at position 2"),
+        error
+    );
+}

@@ -1,0 +1,526 @@
+//! Gateway configuration: defaults, the JSON configuration file, and validation.
+//!
+//! The file is JSON with `//` (and `/* */`) comments. Its keys include those of the first Messaging
+//! Mesh implementation — `CoordinatorGateway` and `StartupMeshes` — plus our own settings, all in
+//! the same PascalCase style:
+//!
+//! ```json
+//! {
+//!   // Mesh: every gateway listed dials every other one for that service.
+//!   "CoordinatorGateway": "",
+//!   "StartupMeshes": [
+//!     { "Name": "VULCAN", "DiscoverMeshUsingCoordinator": false,
+//!       "MeshGateways": ["hostA:5050", "hostB:5050", "hostC:5050"] }
+//!   ],
+//!   "GatewayName": "hostA",
+//!   "Port": 5050, "Bind": "0.0.0.0",
+//!   "MaxFrameBytes": 67108864,
+//!   "MaxPendingBytes": 134217728,
+//!   "LinkMaxPendingBytes": 268435456,
+//!   "HeartbeatMs": 5000,
+//!   "RedialMaxMs": 2000,
+//!   "HandshakeTimeoutMs": 10000,
+//!   "AllowedServices": ["VULCAN"]
+//! }
+//! ```
+//!
+//! Unknown keys are warnings (so a file written for a newer gateway still loads); a file that is
+//! not JSON, or a value of the wrong type or out of range, is an error. Command-line options
+//! override the file.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mm_wire::subject::validate_service_name;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Default TCP port.
+pub const DEFAULT_PORT: u16 = 5050;
+
+/// Default bound of a client connection's queued output: 128 MiB, twice the default `max_frame`
+/// (SPEC §6.3).
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 128 * 1024 * 1024;
+
+/// Default bound of a mesh link's queued output: 256 MiB (SPEC §6.3).
+pub const DEFAULT_LINK_MAX_PENDING_BYTES: usize = 256 * 1024 * 1024;
+
+/// Default heartbeat interval announced to MM/2 clients and peers (SPEC §7.2).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(5000);
+
+/// Default cap of the mesh redial backoff (SPEC §8).
+pub const DEFAULT_REDIAL_MAX: Duration = Duration::from_millis(2000);
+
+/// How long a new connection may take to send CONNECT before it is closed.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Address to listen on.
+    pub bind: IpAddr,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// This gateway's name, sent to clients and peers in ACKs. Defaults to the host name.
+    pub name: String,
+    /// Largest frame accepted from anyone (SPEC §1).
+    pub max_frame: u32,
+    /// Bound of each client connection's queued output; never less than twice `max_frame`.
+    pub max_pending_bytes: usize,
+    /// Bound of each mesh link's queued output; never less than twice `max_frame`.
+    pub link_max_pending_bytes: usize,
+    /// Heartbeat interval announced to MM/2 clients and peers; zero disables heartbeats.
+    pub heartbeat: Duration,
+    /// Cap of the mesh redial backoff.
+    pub redial_max: Duration,
+    /// How long a new connection may take to send CONNECT.
+    pub handshake_timeout: Duration,
+    /// If set, only these services may be used; CONNECTs to others get `SERVICE_REFUSED`.
+    pub allowed_services: Option<Vec<String>>,
+    /// Services that start with the gateway, with the mesh peers they dial.
+    pub meshes: Vec<MeshConfig>,
+}
+
+/// One entry of `StartupMeshes`: a service and the gateways of its mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshConfig {
+    /// The service name.
+    pub service: String,
+    /// `host:port` of every gateway in the mesh; this gateway may be among them (it finds and
+    /// skips itself by `gateway_id`).
+    pub gateways: Vec<String>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: DEFAULT_PORT,
+            name: default_gateway_name(),
+            max_frame: mm_wire::DEFAULT_MAX_FRAME,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            link_max_pending_bytes: DEFAULT_LINK_MAX_PENDING_BYTES,
+            heartbeat: DEFAULT_HEARTBEAT,
+            redial_max: DEFAULT_REDIAL_MAX,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            allowed_services: None,
+            meshes: Vec::new(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The effective bound of a client's queued output: at least twice `max_frame`.
+    pub fn client_output_bound(&self) -> usize {
+        self.max_pending_bytes.max(2 * self.max_frame as usize)
+    }
+
+    /// The effective bound of a mesh link's queued output: at least twice `max_frame`.
+    pub fn link_output_bound(&self) -> usize {
+        self.link_max_pending_bytes.max(2 * self.max_frame as usize)
+    }
+
+    /// Whether CONNECTs to `service` are accepted.
+    pub fn allows_service(&self, service: &str) -> bool {
+        match &self.allowed_services {
+            None => true,
+            Some(allowed) => allowed.iter().any(|name| name == service),
+        }
+    }
+
+    /// The mesh configured for `service`, if any.
+    pub fn mesh_for(&self, service: &str) -> Option<&MeshConfig> {
+        self.meshes.iter().find(|mesh| mesh.service == service)
+    }
+
+    /// Applies a configuration file on top of `self`. Returns the warnings to log (unknown keys,
+    /// unsupported coordinator discovery).
+    pub fn apply_file(&mut self, path: &Path) -> Result<Vec<String>, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.apply_json(&text).map_err(|error| match error {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Applies configuration text (JSON with comments). See [`GatewayConfig::apply_file`].
+    pub fn apply_json(&mut self, text: &str) -> Result<Vec<String>, ConfigError> {
+        let stripped = strip_comments(text);
+        let file: ConfigFile =
+            serde_json::from_str(&stripped).map_err(|error| ConfigError::Syntax {
+                path: PathBuf::new(),
+                message: error.to_string(),
+            })?;
+        let mut warnings = Vec::new();
+        for key in file.unknown.keys() {
+            warnings.push(format!("unknown configuration key `{key}` ignored"));
+        }
+        if file
+            .coordinator_gateway
+            .as_deref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            warnings.push(
+                "`CoordinatorGateway` is set, but coordinator discovery is not supported yet: ignored"
+                    .to_owned(),
+            );
+        }
+        if let Some(name) = file.gateway_name {
+            if name.is_empty() {
+                return Err(invalid("GatewayName", "must not be empty"));
+            }
+            self.name = name;
+        }
+        if let Some(port) = file.port {
+            self.port = port;
+        }
+        if let Some(bind) = file.bind {
+            self.bind = bind
+                .parse()
+                .map_err(|_| invalid("Bind", &format!("`{bind}` is not an IP address")))?;
+        }
+        if let Some(max_frame) = file.max_frame_bytes {
+            self.max_frame = check_max_frame(max_frame).map_err(|m| invalid("MaxFrameBytes", m))?;
+        }
+        if let Some(bytes) = file.max_pending_bytes {
+            self.max_pending_bytes = positive(bytes).map_err(|m| invalid("MaxPendingBytes", m))?;
+        }
+        if let Some(bytes) = file.link_max_pending_bytes {
+            self.link_max_pending_bytes =
+                positive(bytes).map_err(|m| invalid("LinkMaxPendingBytes", m))?;
+        }
+        if let Some(ms) = file.heartbeat_ms {
+            if !(0..=i32::MAX as u64).contains(&ms) {
+                return Err(invalid("HeartbeatMs", "out of range"));
+            }
+            self.heartbeat = Duration::from_millis(ms);
+        }
+        if let Some(ms) = file.redial_max_ms {
+            if ms < 100 {
+                return Err(invalid("RedialMaxMs", "must be at least 100"));
+            }
+            self.redial_max = Duration::from_millis(ms);
+        }
+        if let Some(ms) = file.handshake_timeout_ms {
+            if ms == 0 {
+                return Err(invalid("HandshakeTimeoutMs", "must be positive"));
+            }
+            self.handshake_timeout = Duration::from_millis(ms);
+        }
+        if let Some(services) = file.allowed_services {
+            for service in &services {
+                validate_service_name(service).map_err(|error| {
+                    invalid("AllowedServices", &format!("`{service}`: {error}"))
+                })?;
+            }
+            self.allowed_services = Some(services);
+        }
+        for (index, mesh) in file
+            .startup_meshes
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let key = format!("StartupMeshes[{index}]");
+            for unknown in mesh.unknown.keys() {
+                warnings.push(format!("unknown key `{unknown}` in {key} ignored"));
+            }
+            validate_service_name(&mesh.name).map_err(|error| {
+                invalid(&format!("{key}.Name"), &format!("`{}`: {error}", mesh.name))
+            })?;
+            if mesh.discover_mesh_using_coordinator {
+                warnings.push(format!(
+                    "{key} (`{}`) asks for coordinator discovery, which is not supported yet: \
+                     using MeshGateways only",
+                    mesh.name
+                ));
+            }
+            for gateway in &mesh.mesh_gateways {
+                check_host_port(gateway).map_err(|message| {
+                    invalid(
+                        &format!("{key}.MeshGateways"),
+                        &format!("`{gateway}`: {message}"),
+                    )
+                })?;
+            }
+            if self
+                .meshes
+                .iter()
+                .any(|existing| existing.service == mesh.name)
+            {
+                return Err(invalid(
+                    &key,
+                    &format!("service `{}` is listed twice", mesh.name),
+                ));
+            }
+            self.meshes.push(MeshConfig {
+                service: mesh.name,
+                gateways: mesh.mesh_gateways,
+            });
+        }
+        Ok(warnings)
+    }
+}
+
+/// The host name, or `mm-gateway` if it cannot be read.
+pub fn default_gateway_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "mm-gateway".to_owned())
+}
+
+/// Checks a `max_frame` value: at least the smallest frame, at most what an `i32` can express.
+pub fn check_max_frame(value: u64) -> Result<u32, &'static str> {
+    if value < 1024 {
+        Err("must be at least 1024")
+    } else if value > u64::from(mm_wire::frame::MAX_FRAME_LIMIT) {
+        Err("must be at most 2147483647")
+    } else {
+        Ok(value as u32)
+    }
+}
+
+fn positive(value: u64) -> Result<usize, &'static str> {
+    usize::try_from(value)
+        .ok()
+        .filter(|&value| value > 0)
+        .ok_or("must be a positive number of bytes")
+}
+
+fn check_host_port(address: &str) -> Result<(), &'static str> {
+    let (host, port) = address.rsplit_once(':').ok_or("expected host:port")?;
+    if host.is_empty() {
+        return Err("empty host");
+    }
+    port.parse::<u16>()
+        .ok()
+        .filter(|&port| port != 0)
+        .map(|_| ())
+        .ok_or("invalid port")
+}
+
+fn invalid(key: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON (after removing comments), or a value has the wrong type.
+    #[error("malformed configuration file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration value {key}: {message}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The file's shape. Every key is optional.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConfigFile {
+    coordinator_gateway: Option<String>,
+    startup_meshes: Option<Vec<StartupMesh>>,
+    gateway_name: Option<String>,
+    port: Option<u16>,
+    bind: Option<String>,
+    max_frame_bytes: Option<u64>,
+    max_pending_bytes: Option<u64>,
+    link_max_pending_bytes: Option<u64>,
+    heartbeat_ms: Option<u64>,
+    redial_max_ms: Option<u64>,
+    handshake_timeout_ms: Option<u64>,
+    allowed_services: Option<Vec<String>>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StartupMesh {
+    name: String,
+    #[serde(default)]
+    discover_mesh_using_coordinator: bool,
+    #[serde(default)]
+    mesh_gateways: Vec<String>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+/// Replaces `//` and `/* */` comments outside strings with spaces (keeping line numbers, so the
+/// JSON parser's positions stay right).
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                '\\' => {
+                    if let Some(escaped) = chars.next() {
+                        out.push(escaped);
+                    }
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('"', _) => {
+                in_string = true;
+                out.push(c);
+            }
+            ('/', Some('/')) => {
+                for next in chars.by_ref() {
+                    if next == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            ('/', Some('*')) => {
+                chars.next();
+                let mut previous = ' ';
+                for next in chars.by_ref() {
+                    if next == '\n' {
+                        out.push('\n');
+                    }
+                    if previous == '*' && next == '/' {
+                        break;
+                    }
+                    previous = next;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_implementation_format_with_comments() {
+        let mut config = GatewayConfig::default();
+        let warnings = config
+            .apply_json(
+                r#"{
+                // the coordinator is not used
+                "CoordinatorGateway": "",
+                "StartupMeshes": [{"Name": "VULCAN", "DiscoverMeshUsingCoordinator": false,
+                   "MeshGateways": ["hostA:5050", "hostB:5050", "localhost:5051"]}] /* three */
+            }"#,
+            )
+            .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            config.meshes,
+            vec![MeshConfig {
+                service: "VULCAN".into(),
+                gateways: vec![
+                    "hostA:5050".into(),
+                    "hostB:5050".into(),
+                    "localhost:5051".into()
+                ],
+            }]
+        );
+    }
+
+    #[test]
+    fn our_settings() {
+        let mut config = GatewayConfig::default();
+        config
+            .apply_json(
+                r#"{"GatewayName": "gw-a", "MaxFrameBytes": 1048576, "MaxPendingBytes": 1000,
+                    "HeartbeatMs": 0, "AllowedServices": ["A", "B"], "Port": 0, "Bind": "127.0.0.1"}"#,
+            )
+            .unwrap();
+        assert_eq!(config.name, "gw-a");
+        assert_eq!(config.max_frame, 1 << 20);
+        // Never less than twice max_frame.
+        assert_eq!(config.client_output_bound(), 2 << 20);
+        assert_eq!(config.heartbeat, Duration::ZERO);
+        assert!(config.allows_service("A") && !config.allows_service("C"));
+        assert_eq!(config.port, 0);
+    }
+
+    #[test]
+    fn warnings_for_unknown_keys_and_coordinator() {
+        let mut config = GatewayConfig::default();
+        let warnings = config
+            .apply_json(
+                r#"{"CoordinatorGateway": "coord:1", "Colour": "blue",
+                    "StartupMeshes": [{"Name": "V", "DiscoverMeshUsingCoordinator": true, "X": 1}]}"#,
+            )
+            .unwrap();
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("`Colour`")));
+        assert!(warnings.iter().any(|w| w.contains("CoordinatorGateway")));
+    }
+
+    #[test]
+    fn errors() {
+        for (text, expected) in [
+            ("{", "malformed"),
+            (r#"{"Port": "x"}"#, "malformed"),
+            (r#"{"MaxFrameBytes": 10}"#, "MaxFrameBytes"),
+            (
+                r#"{"StartupMeshes": [{"Name": "A.B"}]}"#,
+                "StartupMeshes[0].Name",
+            ),
+            (
+                r#"{"StartupMeshes": [{"Name": "A", "MeshGateways": ["nohost"]}]}"#,
+                "MeshGateways",
+            ),
+            (r#"{"AllowedServices": ["a b"]}"#, "AllowedServices"),
+            (r#"{"Bind": "localhost"}"#, "Bind"),
+        ] {
+            let error = GatewayConfig::default().apply_json(text).unwrap_err();
+            assert!(error.to_string().contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn comments_inside_strings_are_kept() {
+        assert_eq!(
+            strip_comments(r#"{"a": "x//y"} // c"#).trim(),
+            r#"{"a": "x//y"}"#
+        );
+        assert_eq!(strip_comments("{\"a\": \"\\\"//\"}"), "{\"a\": \"\\\"//\"}");
+    }
+}

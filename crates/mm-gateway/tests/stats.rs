@@ -1,0 +1,109 @@
+//! `_MM.STATS` counters, and the proof that writes are coalesced: many frames leave in one
+//! syscall.
+
+use mm_testkit::{GatewayProcess, RawClient};
+use mm_wire::{Action, Field, Header, Message, encode_frame};
+
+const SERVICE: &str = "TEST";
+
+fn connection_named<'a>(stats: &'a Message, name: &str) -> &'a Message {
+    stats
+        .iter()
+        .filter(|field| field.name() == "connection")
+        .filter_map(Field::as_message)
+        .find(|entry| entry.get_string("name") == Ok(name))
+        .unwrap_or_else(|| panic!("no connection named {name} in {stats:#}"))
+}
+
+#[test]
+fn stats_report_service_and_connection_counters() {
+    let gateway = GatewayProcess::start(&[]);
+    let mut subscriber = RawClient::mm2(gateway.address(), SERVICE);
+    subscriber.subscribe(1, "S.>");
+    subscriber.subscribe(2, "S.x");
+    subscriber.flush();
+    let mut publisher = RawClient::mm2(gateway.address(), SERVICE);
+    for n in 0..10 {
+        publisher.publish("S.x", "", &Message::new().add_i32("#", n));
+    }
+    for _ in 0..20 {
+        subscriber.expect_action(Action::SendMessage);
+    }
+    let stats = publisher.stats(77);
+    for field in [
+        "uptime_ms",
+        "frames_in",
+        "bytes_in",
+        "frames_out",
+        "bytes_out",
+        "write_calls",
+        "read_calls",
+        "slow_consumers",
+        "dropped_frames",
+        "connections_total",
+    ] {
+        assert!(stats.get_u64(field).is_ok(), "{field} in {stats:#}");
+    }
+    assert_eq!(stats.get_u32("clients"), Ok(2));
+    assert_eq!(stats.get_u64("slow_consumers"), Ok(0));
+    let entry = connection_named(&stats, "raw");
+    assert!(entry.get_u64("id").is_ok());
+    assert!(
+        entry
+            .get_string("address")
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert_eq!(entry.get_i32("protocol"), Ok(2));
+    let subscriber_entry = stats
+        .iter()
+        .filter(|field| field.name() == "connection")
+        .filter_map(Field::as_message)
+        .find(|entry| entry.get_u32("subscriptions") == Ok(2))
+        .expect("the subscriber's entry");
+    // ACK + 20 deliveries + the PONG of its flush.
+    assert_eq!(subscriber_entry.get_u64("frames_out"), Ok(22));
+    // SUBSCRIBE ×2 + PING + CONNECT is not counted (handled by the acceptor).
+    assert_eq!(subscriber_entry.get_u64("frames_in"), Ok(3));
+}
+
+#[test]
+fn writes_are_coalesced_many_frames_per_syscall() {
+    let gateway = GatewayProcess::start(&[]);
+    let mut subscriber = RawClient::mm2(gateway.address(), SERVICE);
+    subscriber.subscribe(1, "BURST");
+    subscriber.flush();
+    let mut publisher = RawClient::mm2(gateway.address(), SERVICE);
+    const FRAMES: usize = 50_000;
+    let mut burst = Vec::new();
+    for n in 0..FRAMES as i32 {
+        encode_frame(
+            &mut burst,
+            &Header::send_message("BURST"),
+            &Message::new().add_i32("#", n),
+        )
+        .unwrap();
+    }
+    publisher.send_bytes(&burst);
+    for n in 0..FRAMES as i32 {
+        let frame = subscriber.expect_action(Action::SendMessage);
+        assert_eq!(frame.message().unwrap().get_i32("#"), Ok(n));
+    }
+    let stats = publisher.stats(2);
+    let entry = stats
+        .iter()
+        .filter(|field| field.name() == "connection")
+        .filter_map(Field::as_message)
+        .find(|entry| {
+            entry.get_u32("subscriptions") == Ok(1)
+                && entry.get_u64("frames_out").unwrap() > FRAMES as u64
+        })
+        .expect("subscriber entry");
+    let frames = entry.get_u64("frames_out").unwrap();
+    let writes = entry.get_u64("write_calls").unwrap();
+    println!("subscriber: {frames} frames in {writes} write calls");
+    assert!(
+        writes * 20 < frames,
+        "expected far fewer writes than frames: {writes} writes for {frames} frames"
+    );
+}

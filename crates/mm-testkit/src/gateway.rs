@@ -1,0 +1,250 @@
+//! Real `mm-gateway` processes for tests.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::PATIENCE;
+
+/// Where the `mm-gateway` binary is: `$MM_GATEWAY_BIN`, or next to the test executable's
+/// `deps/` directory (`target/<profile>/mm-gateway`, built by `cargo build --bins` or by cargo
+/// itself for the gateway's own tests).
+pub fn binary_path(name: &str) -> PathBuf {
+    let variable = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(variable) {
+        return PathBuf::from(path);
+    }
+    let executable = std::env::current_exe().expect("test executable path");
+    let mut directory = executable.parent().expect("deps directory").to_path_buf();
+    if directory.ends_with("deps") {
+        directory.pop();
+    }
+    let path = directory.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo build --bins` first, or set {}_BIN",
+        path.display(),
+        name.to_uppercase().replace('-', "_")
+    );
+    path
+}
+
+/// A port that was free a moment ago (for tests that must know ports up front, like meshes).
+/// Callers retry when the port turns out to be taken.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Writes a configuration file into a fresh temporary directory and returns its path.
+pub fn write_config(name: &str, text: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!(
+        "mm-test-{}-{}-{}",
+        name,
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&directory).expect("create temp dir");
+    let path = directory.join("gateway.json");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn rand_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    format!("{count}-{nanos}")
+}
+
+/// A running `mm-gateway`. Stopped with SIGTERM (then SIGKILL) on drop.
+pub struct GatewayProcess {
+    child: Option<Child>,
+    /// The address it listens on, with 127.0.0.1 for a wildcard bind.
+    address: SocketAddr,
+    /// Everything it wrote to stderr.
+    log: Arc<Mutex<String>>,
+    args: Vec<String>,
+}
+
+impl GatewayProcess {
+    /// Starts `mm-gateway --port 0 --bind 127.0.0.1` plus `args`.
+    pub fn start(args: &[&str]) -> GatewayProcess {
+        let mut all = vec!["--port", "0", "--bind", "127.0.0.1"];
+        all.extend_from_slice(args);
+        Self::start_exact(&all).unwrap_or_else(|error| panic!("gateway did not start: {error}"))
+    }
+
+    /// Starts `mm-gateway` with exactly `args`; the error carries the gateway's stderr.
+    pub fn start_exact(args: &[&str]) -> Result<GatewayProcess, String> {
+        let mut child = Command::new(binary_path("mm-gateway"))
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("MM_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|error| format!("spawn: {error}"))?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if std::env::var_os("MM_TEST_ECHO").is_some() {
+                    eprint!("[gateway] {line}");
+                }
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&line);
+                }
+                line.clear();
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let _ = sender.send(first);
+            // Keep draining so the gateway never blocks on stdout.
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+        });
+        let first = receiver.recv_timeout(PATIENCE).unwrap_or_default();
+        let Some(address) = first
+            .trim()
+            .strip_prefix("mm-gateway listening on ")
+            .and_then(|address| address.parse::<SocketAddr>().ok())
+        else {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            std::thread::sleep(Duration::from_millis(50));
+            let log = log.lock().map(|log| log.clone()).unwrap_or_default();
+            return Err(format!(
+                "first line {first:?}, exit {status:?}, stderr:\n{log}"
+            ));
+        };
+        let address = if address.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], address.port()))
+        } else {
+            address
+        };
+        Ok(GatewayProcess {
+            child: Some(child),
+            address,
+            log,
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+        })
+    }
+
+    /// The address to connect to.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// `host:port` to connect to.
+    pub fn address_string(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// The arguments it was started with.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|log| log.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `text`.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
+        crate::wait_until(timeout, || self.log().contains(text))
+    }
+
+    /// Resident set size in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        self.signal_and_wait(libc::SIGTERM)
+    }
+
+    /// Sends SIGINT and waits for the exit status.
+    pub fn interrupt(&mut self) -> Option<ExitStatus> {
+        self.signal_and_wait(libc::SIGINT)
+    }
+
+    /// SIGKILL, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal_and_wait(&mut self, signal: i32) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: `kill` with a valid signal number on our own child's pid has no memory effects.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
+    }
+}

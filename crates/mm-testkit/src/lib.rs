@@ -1,0 +1,34 @@
+//! Test support for Messaging Mesh end-to-end tests.
+//!
+//! * [`GatewayProcess`] starts the real `mm-gateway` binary (port 0 by default), waits for its
+//!   `mm-gateway listening on ADDR:PORT` line, keeps its log, and stops it on drop.
+//! * [`RawClient`] speaks the wire protocol frame by frame over a blocking socket, built only on
+//!   `mm-wire`: conformance tests see exactly the bytes the gateway sends.
+//! * [`wait_until`] polls a condition with a deadline, for the rare cases where no flush (PING/PONG)
+//!   can serve as the synchronisation point.
+
+mod gateway;
+mod raw_client;
+
+pub use gateway::{GatewayProcess, binary_path, free_port, write_config};
+pub use raw_client::{RawClient, RawClientOptions};
+
+use std::time::{Duration, Instant};
+
+/// Default time a test waits for something that should happen promptly.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Polls `condition` every few milliseconds until it is true or `timeout` passes; returns whether
+/// it became true.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,329 @@
+//! A blocking client that speaks raw frames: for protocol conformance tests and for playing an
+//! MM/1 client from the first implementation.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use mm_wire::handshake::{AckInfo, ConnectOptions};
+use mm_wire::{Action, DEFAULT_MAX_FRAME, Frame, FrameDecoder, Header, Message, encode_frame};
+
+use crate::PATIENCE;
+
+/// How a [`RawClient`] connects.
+#[derive(Debug, Clone)]
+pub struct RawClientOptions {
+    /// Service name (CONNECT subject).
+    pub service: String,
+    /// Client name (CONNECT reply subject).
+    pub name: String,
+    /// CONNECT body; an empty one (the default for [`RawClientOptions::mm1`]) means MM/1.
+    pub options: ConnectOptions,
+    /// Wait for the ACK before returning.
+    pub wait_for_ack: bool,
+}
+
+impl RawClientOptions {
+    /// An MM/2 client that wants NO_RESPONDERS and sends no heartbeats.
+    pub fn mm2(service: &str) -> Self {
+        let mut options = ConnectOptions::mm2("raw-test 0");
+        options.no_responders = true;
+        RawClientOptions {
+            service: service.to_owned(),
+            name: "raw".to_owned(),
+            options,
+            wait_for_ack: true,
+        }
+    }
+
+    /// An MM/1 client: empty CONNECT body.
+    pub fn mm1(service: &str) -> Self {
+        RawClientOptions {
+            service: service.to_owned(),
+            name: "legacy".to_owned(),
+            options: ConnectOptions::default(),
+            wait_for_ack: true,
+        }
+    }
+}
+
+/// A connection that sends and receives whole frames.
+pub struct RawClient {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+    /// Frames received while waiting for something else (a PONG, say), in order.
+    backlog: VecDeque<Frame>,
+    /// The ACK's body (`None` until received, or for an MM/1 ACK).
+    ack: Option<AckInfo>,
+    ping_counter: i32,
+    inbox_counter: u64,
+}
+
+impl RawClient {
+    /// Opens TCP (no CONNECT sent).
+    pub fn open(address: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(address).expect("connect to gateway");
+        stream.set_nodelay(true).expect("nodelay");
+        RawClient {
+            stream,
+            decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
+            backlog: VecDeque::new(),
+            ack: None,
+            ping_counter: 0,
+            inbox_counter: 0,
+        }
+    }
+
+    /// Connects and completes the handshake.
+    pub fn connect(address: SocketAddr, options: RawClientOptions) -> RawClient {
+        let mut client = RawClient::open(address);
+        let header = Header {
+            subscription_id: 0,
+            subject: options.service.as_bytes(),
+            reply_subject: options.name.as_bytes(),
+            action: Action::Connect,
+        };
+        client.send(&header, &options.options.to_message());
+        if options.wait_for_ack {
+            let ack = client.expect_action(Action::Ack);
+            client.ack = AckInfo::from_message(&ack.message().expect("ACK body decodes"));
+        }
+        client
+    }
+
+    /// An MM/2 client of `service`.
+    pub fn mm2(address: SocketAddr, service: &str) -> RawClient {
+        RawClient::connect(address, RawClientOptions::mm2(service))
+    }
+
+    /// An MM/1 client of `service`.
+    pub fn mm1(address: SocketAddr, service: &str) -> RawClient {
+        RawClient::connect(address, RawClientOptions::mm1(service))
+    }
+
+    /// The MM/2 ACK info, if the gateway sent one.
+    pub fn ack(&self) -> Option<&AckInfo> {
+        self.ack.as_ref()
+    }
+
+    /// The socket (for tests that need raw access).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Sends one frame.
+    pub fn send(&mut self, header: &Header<'_>, message: &Message) {
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, header, message).expect("encode");
+        self.send_bytes(&bytes);
+    }
+
+    /// Sends raw bytes.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to gateway");
+    }
+
+    /// Tries to send raw bytes (the gateway may have closed the connection).
+    pub fn try_send_bytes(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// SUBSCRIBE.
+    pub fn subscribe(&mut self, id: u32, pattern: &str) {
+        let header = Header::new(Action::Subscribe)
+            .with_subscription_id(id)
+            .with_subject(pattern);
+        self.send(&header, &Message::new());
+    }
+
+    /// UNSUBSCRIBE by id (empty subject, as MM/1 clients send it).
+    pub fn unsubscribe(&mut self, id: u32) {
+        self.send(
+            &Header::new(Action::Unsubscribe).with_subscription_id(id),
+            &Message::new(),
+        );
+    }
+
+    /// SEND_MESSAGE.
+    pub fn publish(&mut self, subject: &str, reply_subject: &str, message: &Message) {
+        let header = Header::send_message(subject).with_reply_subject(reply_subject);
+        self.send(&header, message);
+    }
+
+    /// DISCONNECT.
+    pub fn disconnect(&mut self) {
+        self.send(&Header::new(Action::Disconnect), &Message::new());
+    }
+
+    /// Half-closes the socket (no more sends).
+    pub fn shutdown_write(&self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// MM/2 flush: PING, then wait for its PONG. Frames that arrive before it stay queued for
+    /// [`RawClient::recv`], in order.
+    pub fn flush(&mut self) {
+        self.flush_with(Message::new())
+    }
+
+    /// Mesh-wide flush: PING with `mesh` = true.
+    pub fn mesh_flush(&mut self) {
+        self.flush_with(Message::new().add_bool("mesh", true))
+    }
+
+    fn flush_with(&mut self, mut body: Message) {
+        self.ping_counter += 1;
+        let token = self.ping_counter;
+        body.push("k", token);
+        self.send(&Header::new(Action::Ping), &body);
+        let deadline = Instant::now() + PATIENCE;
+        let mut held = VecDeque::new();
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let frame = self
+                .read_frame(remaining)
+                .unwrap_or_else(|| panic!("no PONG for flush {token}"));
+            if frame.action() == Some(Action::Pong)
+                && frame.message().ok().and_then(|m| m.try_i32("k")) == Some(token)
+            {
+                break;
+            }
+            held.push_back(frame);
+        }
+        self.backlog.extend(held);
+    }
+
+    /// The next frame, or `None` after `timeout`.
+    pub fn recv(&mut self, timeout: Duration) -> Option<Frame> {
+        if let Some(frame) = self.backlog.pop_front() {
+            return Some(frame);
+        }
+        self.read_frame(timeout)
+    }
+
+    /// The next frame, which must arrive within [`PATIENCE`].
+    pub fn expect_frame(&mut self) -> Frame {
+        self.recv(PATIENCE)
+            .expect("a frame within the patience timeout")
+    }
+
+    /// The next frame, which must have `action` (heartbeat PINGs are answered and skipped).
+    pub fn expect_action(&mut self, action: Action) -> Frame {
+        loop {
+            let frame = self.expect_frame();
+            if frame.action() == Some(Action::Ping) && action != Action::Ping {
+                continue;
+            }
+            assert_eq!(
+                frame.action(),
+                Some(action),
+                "expected {action}, got {frame:?}"
+            );
+            return frame;
+        }
+    }
+
+    /// Asserts that nothing (other than heartbeats) arrives before a flush completes: the
+    /// gateway processed everything we sent and had nothing for us.
+    pub fn assert_nothing_pending(&mut self) {
+        self.flush();
+        while let Some(frame) = self.backlog.pop_front() {
+            assert_eq!(
+                frame.action(),
+                Some(Action::Ping),
+                "unexpected frame {frame:?}"
+            );
+        }
+    }
+
+    /// Reads until EOF or error within `timeout`; returns whether the gateway closed the
+    /// connection, and the frames that arrived before.
+    pub fn wait_closed(&mut self, timeout: Duration) -> (bool, Vec<Frame>) {
+        let deadline = Instant::now() + timeout;
+        let mut frames: Vec<Frame> = self.backlog.drain(..).collect();
+        loop {
+            while let Ok(Some(frame)) = self.decoder.next_frame() {
+                frames.push(frame);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return (false, frames);
+            }
+            self.stream
+                .set_read_timeout(Some(remaining.max(Duration::from_millis(1))))
+                .expect("timeout");
+            let mut buffer = [0u8; 65536];
+            match self.stream.read(&mut buffer) {
+                Ok(0) => return (true, frames),
+                Ok(read) => self.decoder.feed(&buffer[..read]),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return (true, frames),
+            }
+        }
+    }
+
+    fn read_frame(&mut self, timeout: Duration) -> Option<Frame> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => return Some(frame),
+                Ok(None) => {}
+                Err(error) => panic!("gateway sent a bad frame: {error}"),
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return None;
+            }
+            self.stream
+                .set_read_timeout(Some(remaining.max(Duration::from_millis(1))))
+                .expect("timeout");
+            let mut buffer = [0u8; 65536];
+            match self.stream.read(&mut buffer) {
+                Ok(0) => return None,
+                Ok(read) => self.decoder.feed(&buffer[..read]),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// A fresh inbox subject for requests.
+    pub fn new_inbox(&mut self) -> String {
+        self.inbox_counter += 1;
+        format!(
+            "_INBOX.rawtest{:016x}.{}",
+            std::process::id() as u64,
+            self.inbox_counter
+        )
+    }
+
+    /// Sends `_MM.STATS` and returns the answer. Subscribes `reply_id` to a fresh inbox first.
+    pub fn stats(&mut self, reply_id: u32) -> Message {
+        let inbox = self.new_inbox();
+        self.subscribe(reply_id, &inbox);
+        self.publish("_MM.STATS", &inbox, &Message::new());
+        let mut held = Vec::new();
+        let frame = loop {
+            let frame = self.expect_action(Action::SendMessage);
+            if frame.subject() == inbox.as_bytes() {
+                break frame;
+            }
+            held.push(frame);
+        };
+        self.backlog.extend(held);
+        self.unsubscribe(reply_id);
+        frame.message().expect("stats decode")
+    }
+}
