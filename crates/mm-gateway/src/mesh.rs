@@ -52,6 +52,10 @@ use crate::service::{ServiceState, spawn_task};
 /// First redial delay (SPEC §8).
 const FIRST_REDIAL: Duration = Duration::from_millis(100);
 
+/// How long an accepted link may be up before the gateway warns that it does not dial that peer
+/// back (a peer missing from this gateway's `MeshGateways`).
+const ONE_SIDED_GRACE: Duration = Duration::from_secs(5);
+
 /// How long a TCP connect to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -136,8 +140,10 @@ pub(crate) struct MeshState {
     next_link_subscription_id: u32,
     /// Dialled links that are up.
     pub(crate) dialled_links: Vec<Slot>,
-    /// Accepted links.
+    /// Accepted links, with when they came up and whether the one-sided check has run.
     pub(crate) accepted_links: Vec<Slot>,
+    /// Accepted links not yet checked for a matching dialled link: (slot, connection id, since).
+    one_sided_checks: Vec<(Slot, u64, std::time::Instant)>,
     /// Mesh-wide flushes in progress.
     pending_flushes: Vec<PendingFlush>,
     /// Next link PING sequence.
@@ -173,6 +179,7 @@ impl MeshState {
             next_link_subscription_id: 1,
             dialled_links: Vec::new(),
             accepted_links: Vec::new(),
+            one_sided_checks: Vec::new(),
             pending_flushes: Vec::new(),
             next_flush_sequence: 1,
             links_changed: Rc::new(Notify::new()),
@@ -309,6 +316,12 @@ impl ServiceState {
         self.send_frame(slot, &Header::new(Action::Ack), &ack);
         if self.mesh.configured {
             info!(service = %self.name, peer = %name, %address, %protocol, "mesh peer connected");
+            if hello.gateway_id.is_some() {
+                let id = self.connections[slot].id;
+                self.mesh
+                    .one_sided_checks
+                    .push((slot, id, std::time::Instant::now()));
+            }
         } else {
             warn!(
                 service = %self.name,
@@ -490,6 +503,43 @@ impl ServiceState {
             .get(slot)
             .filter(|connection| Rc::ptr_eq(&connection.handle, handle))
             .map(|_| slot)
+    }
+
+    /// Warns once about each accepted link whose peer this gateway does not dial back, once the
+    /// diallers have had time to reach every configured address. Called by housekeeping.
+    pub(crate) fn check_one_sided_links(&mut self) {
+        let now = std::time::Instant::now();
+        let mut checks = std::mem::take(&mut self.mesh.one_sided_checks);
+        checks.retain(|&(slot, id, since)| {
+            let Some(connection) = self.connections.get(slot).filter(|c| c.id == id) else {
+                return false;
+            };
+            if now.duration_since(since) < ONE_SIDED_GRACE {
+                return true;
+            }
+            let Role::AcceptedLink {
+                peer_id: Some(peer_id),
+            } = &connection.role
+            else {
+                return false;
+            };
+            let dialled_back = self
+                .mesh
+                .dialers
+                .iter()
+                .any(|dialer| dialer.peer_id.as_deref() == Some(peer_id.as_str()));
+            if !dialled_back {
+                warn!(
+                    service = %self.name,
+                    peer = %connection.name,
+                    address = %connection.address,
+                    "one-sided mesh peer: it dials this gateway, but is not among this gateway's \
+                     MeshGateways, so this gateway does not send it interest"
+                );
+            }
+            false
+        });
+        self.mesh.one_sided_checks = checks;
     }
 
     /// Stats entries for links and configured peers.

@@ -9,21 +9,25 @@
 //! An idle connection should cost almost nothing, so the service releases the buffers of
 //! connections that have written nothing for a while ([`OutboundBuffer::release`]).
 
+use std::collections::VecDeque;
+
 use bytes::{Buf, BytesMut};
 
 /// Queued output of one connection.
 ///
 /// Invariants: `0 <= pending() <= bound` after every flush, or the connection is being closed as
-/// a slow consumer; `bytes` holds `frames` frames, the first of which has only its last
-/// `front_remaining` bytes left when `front_remaining > 0` (it was partly written).
+/// a slow consumer; `frame_lengths` lists the frames in `bytes`, front first, and their sum minus
+/// `front_written` equals `bytes.len()`.
 #[derive(Debug, Default)]
 pub(crate) struct OutboundBuffer {
     /// Bytes not yet written. The front is the next byte to write.
     bytes: BytesMut,
-    /// Frames (whole or, at the front, partly written) in `bytes`.
-    frames: usize,
-    /// Bytes of the front frame still to write; 0 when the front is at a frame boundary.
-    front_remaining: usize,
+    /// Length of every queued frame, front first. Kept beside the bytes (4 bytes per frame,
+    /// contiguous) rather than found by reading each frame's length prefix when it is written:
+    /// that walk touched one cache line per frame and showed up in profiles.
+    frame_lengths: VecDeque<u32>,
+    /// Bytes of the front frame already written (0 when the front is at a frame boundary).
+    front_written: usize,
 }
 
 impl OutboundBuffer {
@@ -32,14 +36,15 @@ impl OutboundBuffer {
     pub(crate) fn push(&mut self, frame: &[u8]) -> usize {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(frame);
-        self.frames += 1;
+        self.frame_lengths.push_back(frame.len() as u32);
         start
     }
 
-    /// Records that one whole frame was encoded into [`OutboundBuffer::buffer_mut`].
+    /// Records that one whole frame of `length` bytes was encoded into
+    /// [`OutboundBuffer::buffer_mut`].
     #[inline]
-    pub(crate) fn note_encoded_frame(&mut self) {
-        self.frames += 1;
+    pub(crate) fn note_encoded_frame(&mut self, length: usize) {
+        self.frame_lengths.push_back(length as u32);
     }
 
     /// Mutable access to the queued bytes from `start` on (for patching a frame just pushed).
@@ -76,26 +81,28 @@ impl OutboundBuffer {
     /// Frames queued (the front one possibly partly written).
     #[inline]
     pub(crate) fn frames(&self) -> usize {
-        self.frames
+        self.frame_lengths.len()
     }
 
-    /// Marks `written` bytes as sent, keeping count of whole frames by walking their length
-    /// prefixes (one 4-byte read per frame written).
-    pub(crate) fn consume(&mut self, mut written: usize) {
-        while written > 0 {
-            if self.front_remaining == 0 {
-                // The front is at a frame boundary and the whole frame is queued.
-                let prefix = self.bytes.first_chunk::<4>().copied().unwrap_or_default();
-                self.front_remaining = i32::from_le_bytes(prefix).max(1) as usize;
-            }
-            let step = written.min(self.front_remaining);
-            self.bytes.advance(step);
-            self.front_remaining -= step;
-            written -= step;
-            if self.front_remaining == 0 {
-                self.frames -= 1;
-            }
+    /// Marks `written` bytes as sent.
+    pub(crate) fn consume(&mut self, written: usize) {
+        self.bytes.advance(written);
+        if self.bytes.is_empty() {
+            // Everything went out (the common case): no per-frame work.
+            self.frame_lengths.clear();
+            self.front_written = 0;
+            return;
         }
+        let mut written = written + self.front_written;
+        while let Some(&length) = self.frame_lengths.front() {
+            let length = length as usize;
+            if written < length {
+                break;
+            }
+            written -= length;
+            self.frame_lengths.pop_front();
+        }
+        self.front_written = written;
     }
 
     /// Drops every queued frame not yet started (a slow consumer's backlog) and frees the
@@ -103,19 +110,28 @@ impl OutboundBuffer {
     /// aligned on frame boundaries and a frame queued afterwards (the ERROR) is read as one.
     /// Returns the bytes and frames dropped.
     pub(crate) fn discard(&mut self) -> (usize, usize) {
-        let keep = self.front_remaining.min(self.bytes.len());
+        let keep = if self.front_written > 0 {
+            self.frame_lengths
+                .front()
+                .map_or(0, |&length| length as usize - self.front_written)
+        } else {
+            0
+        };
         let kept_frames = usize::from(keep > 0);
-        let dropped = (self.bytes.len() - keep, self.frames - kept_frames);
-        let front = BytesMut::from(&self.bytes[..keep]);
-        self.bytes = front;
-        self.frames = kept_frames;
+        let dropped = (
+            self.bytes.len() - keep,
+            self.frame_lengths.len() - kept_frames,
+        );
+        self.bytes = BytesMut::from(&self.bytes[..keep]);
+        self.frame_lengths.truncate(kept_frames);
+        self.frame_lengths.shrink_to_fit();
         dropped
     }
 
     /// Takes everything queued, leaving the buffer empty.
     pub(crate) fn take(&mut self) -> BytesMut {
-        self.frames = 0;
-        self.front_remaining = 0;
+        self.frame_lengths.clear();
+        self.front_written = 0;
         std::mem::take(&mut self.bytes)
     }
 
@@ -124,6 +140,7 @@ impl OutboundBuffer {
     pub(crate) fn release(&mut self) {
         if self.bytes.is_empty() {
             self.bytes = BytesMut::new();
+            self.frame_lengths = VecDeque::new();
         }
     }
 }

@@ -84,8 +84,23 @@ impl GatewayProcess {
 
     /// Starts `mm-gateway` with exactly `args`; the error carries the gateway's stderr.
     pub fn start_exact(args: &[&str]) -> Result<GatewayProcess, String> {
-        let mut child = Command::new(binary_path("mm-gateway"))
-            .args(args)
+        let mut command = Command::new(binary_path("mm-gateway"));
+        command.args(args);
+        Self::start_command(command, args)
+    }
+
+    /// Starts `mm-gateway` inside network namespace `namespace` (`ip netns exec`).
+    pub fn start_in_namespace(namespace: &str, args: &[&str]) -> Result<GatewayProcess, String> {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", namespace])
+            .arg(binary_path("mm-gateway"))
+            .args(args);
+        Self::start_command(command, args)
+    }
+
+    fn start_command(mut command: Command, args: &[&str]) -> Result<GatewayProcess, String> {
+        let mut child = command
             .env(
                 "RUST_LOG",
                 std::env::var("MM_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -215,11 +230,10 @@ impl GatewayProcess {
     }
 
     fn signal_and_wait(&mut self, signal: i32) -> Option<ExitStatus> {
+        // A paused process must run again to handle the signal.
+        self.resume();
+        self.send_signal(signal);
         let mut child = self.child.take()?;
-        // SAFETY: `kill` with a valid signal number on our own child's pid has no memory effects.
-        unsafe {
-            libc::kill(child.id() as i32, signal);
-        }
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -230,6 +244,26 @@ impl GatewayProcess {
                 return child.wait().ok();
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGSTOP: the process freezes (its sockets stay open but nothing is read or answered).
+    pub fn pause(&self) {
+        self.send_signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`GatewayProcess::pause`].
+    pub fn resume(&self) {
+        self.send_signal(libc::SIGCONT);
+    }
+
+    fn send_signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: `kill` with a valid signal number on our own child's pid has no memory
+            // effects.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
         }
     }
 

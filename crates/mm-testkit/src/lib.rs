@@ -8,9 +8,11 @@
 //!   can serve as the synchronisation point.
 
 mod gateway;
+pub mod mesh;
 mod raw_client;
 
 pub use gateway::{GatewayProcess, binary_path, free_port, write_config};
+pub use mesh::MeshProcesses;
 pub use raw_client::{RawClient, RawClientOptions};
 
 use std::time::{Duration, Instant};

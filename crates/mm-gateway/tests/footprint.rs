@@ -1,0 +1,88 @@
+//! Idle connections are cheap: RSS of a gateway holding 10 000 idle clients (the clients live in
+//! this test process, the gateway in its own).
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use mm_testkit::{GatewayProcess, RawClient, wait_until};
+use mm_wire::{Action, Header, Message, encode_frame};
+
+const CLIENTS: usize = 10_000;
+
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to / read from a valid rlimit struct we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    assert!(
+        limit.rlim_cur as usize > CLIENTS + 100,
+        "open file limit {} is too low for {CLIENTS} clients",
+        limit.rlim_cur
+    );
+}
+
+#[test]
+fn ten_thousand_idle_clients_cost_little_memory() {
+    raise_open_file_limit();
+    let gateway = GatewayProcess::start(&[]);
+    let mut observer = RawClient::mm2(gateway.address(), "IDLE");
+    observer.flush();
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = gateway.rss_kib();
+
+    // MM/2 CONNECT plus one subscription each, pipelined; no waiting per client.
+    let mut connect = Vec::new();
+    encode_frame(
+        &mut connect,
+        &Header::new(Action::Connect)
+            .with_subject("IDLE")
+            .with_reply_subject("idle"),
+        &mm_wire::handshake::ConnectOptions::mm2("footprint").to_message(),
+    )
+    .unwrap();
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for n in 0..CLIENTS {
+        let mut stream = TcpStream::connect(gateway.address()).expect("connect");
+        let mut bytes = connect.clone();
+        encode_frame(
+            &mut bytes,
+            &Header::new(Action::Subscribe)
+                .with_subscription_id(1)
+                .with_subject(&format!("IDLE.{n}")),
+            &Message::new(),
+        )
+        .unwrap();
+        stream.write_all(&bytes).expect("send CONNECT");
+        clients.push(stream);
+    }
+    // Each stats answer lists 10 000 connections: poll it gently.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            std::thread::sleep(Duration::from_millis(200));
+            observer.stats(0xf700).get_u64("subscriptions") == Ok(CLIENTS as u64 + 1)
+        }),
+        "all clients attached"
+    );
+    // Let housekeeping release the buffers of connections that went quiet.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = gateway.rss_kib();
+    let per_connection = (after.saturating_sub(before)) as f64 * 1024.0 / CLIENTS as f64;
+    println!(
+        "RSS {before} KiB -> {after} KiB with {CLIENTS} idle clients: {per_connection:.0} bytes per connection"
+    );
+    assert!(
+        per_connection <= 16.0 * 1024.0,
+        "{per_connection:.0} bytes per idle connection"
+    );
+    // They are alive: the gateway delivers to one of them.
+    observer.publish("IDLE.77", "", &Message::new());
+    observer.flush();
+    drop(clients);
+}
