@@ -393,6 +393,19 @@ fn bench_matches(
     });
 }
 
+/// Prints the cache hit rate of a benchmark that ran (criterion's filter may have skipped it).
+fn report_hit_rate(name: &str, trie: &SubjectTrie<Key>) {
+    if let Some(stats) = trie.cache_stats() {
+        let lookups = stats.hits + stats.misses;
+        if lookups > 0 {
+            eprintln!(
+                "  {name}: cache hit rate {:.1} % over {lookups} lookups",
+                100.0 * stats.hits as f64 / lookups as f64
+            );
+        }
+    }
+}
+
 /// nats-server: `SublistMatchSingleToken` … `SublistMatchFiveTokens`,
 /// `SublistMatchFourTokensMultiResults` (wildcard hits) and `SublistMissOnLastTokenOfFiveTokens`.
 fn match_sublist(criterion: &mut Criterion) {
@@ -444,13 +457,7 @@ fn match_prices(criterion: &mut Criterion) {
                 &mut trie,
                 &subjects,
             );
-            if let Some(stats) = trie.cache_stats() {
-                let lookups = stats.hits + stats.misses;
-                eprintln!(
-                    "  {traffic_name}/{mode}: cache hit rate {:.1} % over {lookups} lookups",
-                    100.0 * stats.hits as f64 / lookups.max(1) as f64
-                );
-            }
+            report_hit_rate(&format!("{traffic_name}/{mode}"), &trie);
         }
     }
     group.finish();
@@ -485,13 +492,7 @@ fn match_prices_with_inbox_churn(criterion: &mut Criterion) {
                 black_box(trie.matches(black_box(subject)).len())
             });
         });
-        if let Some(stats) = trie.cache_stats() {
-            let lookups = stats.hits + stats.misses;
-            eprintln!(
-                "  {name}: cache hit rate {:.1} % over {lookups} lookups",
-                100.0 * stats.hits as f64 / lookups.max(1) as f64
-            );
-        }
+        report_hit_rate(&name, &trie);
     }
     group.finish();
 }

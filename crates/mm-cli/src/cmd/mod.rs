@@ -1,0 +1,67 @@
+//! One module per subcommand, each with its `Args` and its `run`; what they share (the gateway
+//! options, connecting, reporting notifications) lives here.
+
+pub mod bench;
+pub mod listen;
+pub mod reply;
+pub mod request;
+pub mod send;
+pub mod stats;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use messaging_mesh::{Connection, ConnectionParams, Notification, ReconnectPolicy};
+
+/// How long connecting may take before the command gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    /// Gateway to connect to.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5050")]
+    pub gateway: String,
+    /// Service (the group of clients that see each other's messages).
+    #[arg(long, value_name = "NAME", default_value = "DEFAULT")]
+    pub service: String,
+}
+
+/// Whether a command runs until stopped (and so should ride out a gateway restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Does one thing and exits: fail fast when the gateway goes away.
+    OneShot,
+    /// Runs until interrupted: reconnect, and say so on stderr.
+    LongRunning,
+}
+
+/// Connects to the gateway; notifications worth an operator's attention go to stderr.
+pub fn connect(args: &GatewayArgs, lifetime: Lifetime) -> anyhow::Result<Connection> {
+    let mut params = ConnectionParams::new(&args.gateway, &args.service)
+        .with_client_name("mm")
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_notification_hook(report);
+    if lifetime == Lifetime::OneShot {
+        params = params.with_reconnect(ReconnectPolicy::disabled());
+    }
+    Connection::connect(params).with_context(|| format!("service {}", args.service))
+}
+
+/// Prints the notifications an operator wants to see.
+fn report(notification: &Notification) {
+    match notification {
+        Notification::Connected { .. } | Notification::Closed => {}
+        Notification::Reconnecting { .. } | Notification::ReconnectFailed { .. } => {}
+        other => eprintln!("mm: {other}"),
+    }
+}
+
+/// Parses a number of seconds (`2`, `0.5`) for `--timeout`.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("`{text}` is not a usable number of seconds"))
+}

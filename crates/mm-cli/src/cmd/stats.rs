@@ -1,0 +1,225 @@
+//! `mm stats`: the gateway's `_MM.STATS` answer as a readable table.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use messaging_mesh::{FieldValue, Message};
+
+use super::{GatewayArgs, Lifetime, connect, parse_seconds};
+
+/// Print the gateway's statistics for a service.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Prints the service's totals, then one table per kind of entry \
+(connections, mesh links, peers). Field names are those of the gateway's _MM.STATS answer.\n\n\
+Examples:\n  \
+mm stats\n  \
+mm stats --gateway gw1:5050 --service VULCAN\n  \
+mm stats --json | jq '.connection'"
+)]
+pub struct Args {
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    /// Print the answer as JSON (repeated entries as arrays).
+    #[arg(long)]
+    json: bool,
+    /// Seconds to wait for the gateway's answer.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    timeout: Duration,
+}
+
+/// Asks the gateway and prints its answer.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let connection = connect(&args.gateway, Lifetime::OneShot)?;
+    let reply = connection
+        .send_request("_MM.STATS", &Message::new(), args.timeout)
+        .context("the gateway did not answer _MM.STATS")?;
+    connection.close();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut line = String::new();
+        crate::json::write_message(&mut line, reply.message());
+        writeln!(out, "{line}")?;
+    } else {
+        out.write_all(table(reply.message()).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The answer as text: `name  value` lines for the totals, then a table per repeated entry.
+pub fn table(message: &Message) -> String {
+    let mut text = String::new();
+    let totals: Vec<(String, String)> = message
+        .iter()
+        .filter(|field| !matches!(field.value(), FieldValue::Message(_)))
+        .map(|field| {
+            let name = field.name().to_string_lossy().into_owned();
+            let mut value = cell(field.value());
+            if name == "uptime_ms" {
+                if let FieldValue::U64(ms) = field.value() {
+                    value = format!("{value} ({})", human_duration(*ms));
+                }
+            }
+            (name, value)
+        })
+        .collect();
+    let width = totals.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    for (name, value) in &totals {
+        text.push_str(&format!("{name:<width$}  {value}\n"));
+    }
+    let mut groups: Vec<(String, Vec<&Message>)> = Vec::new();
+    for field in message {
+        if let FieldValue::Message(entry) = field.value() {
+            let name = field.name().to_string_lossy().into_owned();
+            match groups.iter_mut().find(|(group, _)| *group == name) {
+                Some((_, entries)) => entries.push(entry),
+                None => groups.push((name, vec![entry])),
+            }
+        }
+    }
+    for (name, entries) in groups {
+        text.push_str(&format!("\n{} ({})\n", name.to_uppercase(), entries.len()));
+        text.push_str(&entry_table(&entries));
+    }
+    text
+}
+
+/// A table with one row per entry and one column per field name (in order of appearance).
+fn entry_table(entries: &[&Message]) -> String {
+    let mut columns: Vec<String> = Vec::new();
+    for entry in entries {
+        for field in *entry {
+            let name = field.name().to_string_lossy().into_owned();
+            if !columns.contains(&name) {
+                columns.push(name);
+            }
+        }
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|entry| {
+            columns
+                .iter()
+                .map(|column| {
+                    entry
+                        .field(column)
+                        .map_or_else(|| "-".to_owned(), |field| cell(field.value()))
+                })
+                .collect()
+        })
+        .collect();
+    let numeric: Vec<bool> = (0..columns.len())
+        .map(|index| {
+            rows.iter()
+                .all(|row| row[index].parse::<f64>().is_ok() || row[index] == "-")
+        })
+        .collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|index| {
+            rows.iter()
+                .map(|row| row[index].chars().count())
+                .chain([columns[index].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    let mut line = |cells: &[String]| {
+        let mut parts = Vec::with_capacity(cells.len());
+        for (index, value) in cells.iter().enumerate() {
+            let width = widths[index];
+            parts.push(if numeric[index] {
+                format!("{value:>width$}")
+            } else {
+                format!("{value:<width$}")
+            });
+        }
+        text.push_str(parts.join("  ").trim_end());
+        text.push('\n');
+    };
+    line(&columns);
+    for row in &rows {
+        line(row);
+    }
+    text
+}
+
+/// One value as table text.
+fn cell(value: &FieldValue) -> String {
+    match value {
+        FieldValue::String(text) => text.to_string_lossy().into_owned(),
+        FieldValue::I32(value) => value.to_string(),
+        FieldValue::U32(value) => value.to_string(),
+        FieldValue::I64(value) => value.to_string(),
+        FieldValue::U64(value) => value.to_string(),
+        FieldValue::F64(value) => value.to_string(),
+        FieldValue::Bool(value) => value.to_string(),
+        FieldValue::Blob(blob) => blob.iter().map(|byte| format!("{byte:02x}")).collect(),
+        FieldValue::Message(nested) => nested.to_string(),
+    }
+}
+
+/// `1d 2h 3m 4s`, leaving out leading zero units.
+fn human_duration(ms: u64) -> String {
+    let seconds = ms / 1000;
+    let (days, hours, minutes, seconds) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+        seconds % 60,
+    );
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, _) => format!("{minutes}m {seconds}s"),
+        (0, _, _) => format!("{hours}h {minutes}m {seconds}s"),
+        _ => format!("{days}d {hours}h {minutes}m {seconds}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_then_one_table_per_entry_kind() {
+        let message = Message::new()
+            .add_string("service", "TEST")
+            .add_u64("uptime_ms", 83_000)
+            .add_u32("clients", 2)
+            .add_message(
+                "connection",
+                Message::new()
+                    .add_u64("id", 1)
+                    .add_string("name", "mm")
+                    .add_u64("frames_in", 12),
+            )
+            .add_message(
+                "connection",
+                Message::new()
+                    .add_u64("id", 22)
+                    .add_string("name", "feed")
+                    .add_u64("frames_in", 3456),
+            );
+        assert_eq!(
+            table(&message),
+            "service    TEST\n\
+             uptime_ms  83000 (1m 23s)\n\
+             clients    2\n\
+             \n\
+             CONNECTION (2)\n\
+             id  name  frames_in\n\
+             \x201  mm           12\n\
+             22  feed       3456\n"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(999), "0s");
+        assert_eq!(human_duration(3_723_000), "1h 2m 3s");
+        assert_eq!(human_duration(90_061_000), "1d 1h 1m 1s");
+    }
+}

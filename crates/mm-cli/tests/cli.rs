@@ -1,0 +1,404 @@
+//! The `mm` commands driven as processes against a real gateway.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use mm_testkit::{GatewayProcess, PATIENCE};
+
+const SERVICE: &str = "CLITEST";
+
+/// `mm SUBCOMMAND --gateway ADDR --service CLITEST ARGS...`
+fn mm(gateway: &GatewayProcess, subcommand: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mm"));
+    command
+        .arg(subcommand)
+        .args(["--gateway", &gateway.address_string(), "--service", SERVICE])
+        .args(args)
+        .stdin(Stdio::null());
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    command.output().expect("run mm")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A long-running `mm` (listen, reply) that has confirmed its subscription.
+struct Background {
+    child: Child,
+    stderr_lines: Receiver<String>,
+}
+
+impl Background {
+    /// Starts it and waits for its "listening on" / "answering requests on" line.
+    fn start(mut command: Command) -> Background {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mm");
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, stderr_lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let ready = stderr_lines
+            .recv_timeout(PATIENCE)
+            .expect("mm reports ready");
+        assert!(
+            ready.contains("listening on") || ready.contains("answering requests on"),
+            "{ready}"
+        );
+        Background {
+            child,
+            stderr_lines,
+        }
+    }
+
+    fn take_stdout(&mut self) -> ChildStdout {
+        self.child.stdout.take().expect("stdout")
+    }
+
+    /// Waits for it to exit; returns (exit code, stdout).
+    fn finish(mut self) -> (Option<i32>, String) {
+        let mut out = String::new();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            stdout.read_to_string(&mut out).expect("read stdout");
+        }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (status.code(), out);
+            }
+            assert!(std::time::Instant::now() < deadline, "mm did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn listen_prints_like_tibrvlisten_and_send_types_fields() {
+    let gateway = GatewayProcess::start(&[]);
+    let listen = Background::start(mm(&gateway, "listen", &["PRICES.>", "--count", "3"]));
+    let blob_file = std::env::temp_dir().join(format!("mm-cli-blob-{}", std::process::id()));
+    std::fs::write(&blob_file, [0xca, 0xfe]).unwrap();
+    let blob_arg = format!("data:blob=@{}", blob_file.display());
+    let sent = run(mm(
+        &gateway,
+        "send",
+        &[
+            "PRICES.IBM",
+            "sym=IBM",
+            "px=123.4",
+            "qty:u32=100",
+            "n=7",
+            "ok=true",
+            &blob_arg,
+        ],
+    ));
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    assert!(stdout(&sent).is_empty());
+    let sent = run(mm(
+        &gateway,
+        "send",
+        &[
+            "PRICES.MSFT",
+            "--reply",
+            "REPLY.HERE",
+            "--json",
+            r#"{"sym":"MSFT","legs":{"qty":100,"venue":{"mic":"XNAS"}}}"#,
+        ],
+    ));
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    let sent = run(mm(&gateway, "send", &["PRICES.EMPTY"]));
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    let (code, out) = listen.finish();
+    assert_eq!(code, Some(0));
+    let _ = std::fs::remove_file(&blob_file);
+
+    let expected_first = "subject=PRICES.IBM message={\n    sym:str=\"IBM\"\n    px:f64=123.4\n    \
+                          qty:u32=100\n    n:i32=7\n    ok:bool=true\n    data:blob=0xcafe\n}\n";
+    let (time, rest) = out.split_at(25);
+    assert!(
+        time.len() == 25 && time.as_bytes()[4] == b'-' && time.ends_with("Z "),
+        "{time:?}"
+    );
+    assert!(rest.starts_with(expected_first), "{out}");
+    assert!(
+        out.contains(
+            "subject=PRICES.MSFT reply=REPLY.HERE message={\n    sym:str=\"MSFT\"\n    legs:msg={\n        \
+             qty:i32=100\n        venue:msg={\n            mic:str=\"XNAS\"\n        }\n    }\n}\n"
+        ),
+        "{out}"
+    );
+    assert!(out.ends_with("subject=PRICES.EMPTY message={}\n"), "{out}");
+}
+
+#[test]
+fn listen_json_prints_one_object_per_line() {
+    let gateway = GatewayProcess::start(&[]);
+    let listen = Background::start(mm(&gateway, "listen", &["--json", "J.*", "--count", "5"]));
+    let sent = run(mm(
+        &gateway,
+        "send",
+        &[
+            "J.one", "s=text", "n=1", "n=2", "--count", "5", "--reply", "R.S",
+        ],
+    ));
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    let (code, out) = listen.finish();
+    assert_eq!(code, Some(0));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for line in lines {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["subject"], "J.one");
+        assert_eq!(value["reply"], "R.S");
+        assert_eq!(value["message"]["s"], "text");
+        assert_eq!(value["message"]["n"], serde_json::json!([1, 2]));
+        assert!(value["time"].as_str().unwrap().ends_with('Z'));
+    }
+}
+
+#[test]
+fn reply_echoes_or_answers_with_fixed_fields_and_request_prints_the_reply() {
+    let gateway = GatewayProcess::start(&[]);
+    let echo = Background::start(mm(&gateway, "reply", &["Service.Echo", "--count", "1"]));
+    let output = run(mm(
+        &gateway,
+        "request",
+        &["Service.Echo", "text=hello", "n:u64=5"],
+    ));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let reply = stdout(&output);
+    assert!(
+        reply.contains("message={\n    text:str=\"hello\"\n    n:u64=5\n}"),
+        "{reply}"
+    );
+    assert!(reply.contains("subject=_INBOX."), "{reply}");
+    let (code, printed) = echo.finish();
+    assert_eq!(code, Some(0));
+    assert!(
+        printed.contains("subject=Service.Echo reply=_INBOX."),
+        "{printed}"
+    );
+
+    let fixed = Background::start(mm(
+        &gateway,
+        "reply",
+        &[
+            "Service.Status.*",
+            "status=up",
+            "load:f64=0.25",
+            "--count",
+            "1",
+        ],
+    ));
+    let output = run(mm(
+        &gateway,
+        "request",
+        &[
+            "Service.Status.eu",
+            "--json-output",
+            "--json",
+            r#"{"who":"me"}"#,
+        ],
+    ));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(
+        value["message"],
+        serde_json::json!({"status": "up", "load": 0.25})
+    );
+    assert_eq!(fixed.finish().0, Some(0));
+}
+
+#[test]
+fn request_timeout_and_no_responders_have_distinct_exit_codes() {
+    let gateway = GatewayProcess::start(&[]);
+    let output = run(mm(&gateway, "request", &["Nobody.home", "x=1"]));
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "mm: no responders for `Nobody.home`\n");
+
+    // A listener that never answers.
+    let _silent = Background::start(mm(&gateway, "listen", &["Silent.service"]));
+    let output = run(mm(
+        &gateway,
+        "request",
+        &["Silent.service", "--timeout", "0.2"],
+    ));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).starts_with("mm: timeout: no reply to `Silent.service`"));
+    assert_eq!(stderr(&output).lines().count(), 1);
+}
+
+#[test]
+fn stats_prints_a_table_or_raw_json() {
+    let gateway = GatewayProcess::start(&["--name", "gw-cli"]);
+    let _listener = Background::start(mm(&gateway, "listen", &["ANY.>"]));
+    let output = run(mm(&gateway, "stats", &[]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("service") && line.ends_with(SERVICE)),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("gateway_name") && line.ends_with("gw-cli"))
+    );
+    assert!(table.contains("\nCONNECTION (2)\n"), "{table}");
+    let header = table
+        .lines()
+        .find(|line| line.starts_with("id "))
+        .expect("a connection table header");
+    assert!(
+        header.contains("name") && header.contains("frames_in"),
+        "{header}"
+    );
+
+    let output = run(mm(&gateway, "stats", &["--json"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(value["service"], SERVICE);
+    assert_eq!(value["clients"], 2);
+    assert_eq!(value["connection"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn errors_are_one_clear_line_and_a_nonzero_exit() {
+    let gateway = GatewayProcess::start(&[]);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["send", "A..B"],
+            "mm: invalid subject `A..B`: empty token at position 2\n",
+        ),
+        (
+            &["send", "A", "n:int=1"],
+            "mm: field `n`: unknown type `int` (known: i32, u32, i64, u64, f64, bool, str, blob)\n",
+        ),
+        (
+            &["send", "A", "x=1", "--json", "{}"],
+            "mm: give the message either as FIELD arguments or with --json, not both\n",
+        ),
+        (
+            &["listen", "A.>.B"],
+            "mm: invalid pattern `A.>.B`: `>` at token 2 is not the last token (`>`)\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = run(mm(&gateway, args[0], &args[1..]));
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert_eq!(stderr(&output), *expected, "{args:?}");
+    }
+    let port = mm_testkit::free_port();
+    let output = run({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mm"));
+        command.args(["send", "--gateway", &format!("127.0.0.1:{port}"), "A"]);
+        command
+    });
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.starts_with("mm: service DEFAULT: cannot connect to 127.0.0.1:"),
+        "{message}"
+    );
+
+    // Usage errors are clap's, with exit code 2.
+    let output = run(mm(&gateway, "send", &[]));
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn a_closed_stdout_pipe_is_success() {
+    let gateway = GatewayProcess::start(&[]);
+    let mut listen = Background::start(mm(&gateway, "listen", &["PIPE", "--count", "1000"]));
+    let stdout = listen.take_stdout();
+    let sent = run(mm(&gateway, "send", &["PIPE", "n=1"]));
+    assert!(sent.status.success());
+    let mut lines = BufReader::new(stdout);
+    let mut first = String::new();
+    lines.read_line(&mut first).unwrap();
+    assert!(first.contains("subject=PIPE"), "{first}");
+    drop(lines);
+    // Keep sending until it notices the closed pipe and exits.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let code = loop {
+        let sent = run(mm(&gateway, "send", &["PIPE", "n=2", "--count", "10"]));
+        assert!(sent.status.success());
+        if let Some(status) = listen.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "listen did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    let errors: Vec<String> = listen.stderr_lines.try_iter().collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn help_explains_with_examples() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mm"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    for word in [
+        "listen",
+        "send",
+        "request",
+        "reply",
+        "stats",
+        "Examples",
+        "--gateway",
+    ] {
+        assert!(help.contains(word), "{word}: {help}");
+    }
+    for (command, expected) in [
+        ("send", "name:TYPE=value"),
+        ("request", "3 timeout, 4 no responders"),
+        ("listen", "--json"),
+        ("reply", "echo"),
+        ("stats", "--json"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_mm"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains(expected), "{command}: {help}");
+        assert!(help.contains("Examples:"), "{command}: {help}");
+        assert!(help.contains("--gateway <HOST:PORT>"), "{command}: {help}");
+        assert!(
+            help.contains("[default: 127.0.0.1:5050]"),
+            "{command}: {help}"
+        );
+    }
+}

@@ -1,0 +1,738 @@
+//! The engine: one thread per connection, running a private current-thread tokio runtime, that
+//! owns the socket.
+//!
+//! A session (one TCP connection to a gateway) runs three futures in one task, and ends when the
+//! first of them does:
+//!
+//! 1. **read** — reads at least [`READ_CHUNK`] bytes at a time, cuts frames without copying, and
+//!    handles each: a request's reply completes its waiter at once; a subscription's message is
+//!    decoded once, checked against its pending limit and queued for its callback or stream;
+//!    PING is answered, PONG completes a flush, ERROR and undecodable bodies go to the hook. It
+//!    never waits for the application.
+//! 2. **write** — takes everything publishers queued in the shared output buffer (one swap) and
+//!    writes it; sleeps until the buffer goes from empty to non-empty. On close it writes what is
+//!    left, then DISCONNECT.
+//! 3. **heartbeat** — PINGs when nothing was sent for our interval, and declares the gateway dead
+//!    when nothing arrived for twice its interval (SPEC §7.3).
+//!
+//! When a session is lost the engine fails requests in flight, keeps buffered publishes for
+//! replay, and redials with backoff and jitter; after the new ACK it renews every subscription and
+//! replays. Reading and writing run concurrently (two halves of the socket), so a large write
+//! never stops the engine from reading — which matters when the gateway pauses a publisher that
+//! is also a subscriber.
+//!
+//! The engine has its own thread rather than being a task on the application's runtime so that
+//! the blocking API needs no runtime at all, and the async API works on any tokio runtime (the
+//! two meet only through `std` locks and runtime-agnostic `tokio::sync` primitives).
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mm_wire::handshake::{AckInfo, ConnectOptions, Protocol};
+use mm_wire::{
+    Action, DEFAULT_MAX_FRAME, Frame, FrameDecoder, Header, encode_control_frame, encode_frame,
+    encode_frame_with_body,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+
+use crate::dispatch::{Admit, QueuedMessage, SubscriptionEntry};
+use crate::error::ConnectError;
+use crate::notification::Notification;
+use crate::outbound::LinkState;
+use crate::params::ConnectionParams;
+use crate::received::Received;
+use crate::requests::{INBOX_SUBSCRIPTION_ID, Outcome};
+use crate::shared::{Shared, log};
+use crate::status::{Counters, GatewayInfo};
+
+/// The least free space offered to each `read`: large reads mean few syscalls under load.
+pub(crate) const READ_CHUNK: usize = 128 * 1024;
+
+/// A spare write buffer that grew beyond this is replaced by a small one after use, so that one
+/// burst does not pin memory forever.
+const SPARE_KEEP_BYTES: usize = 16 * 1024 * 1024;
+
+/// Below this many queued bytes, the writer yields its CPU once before taking them (see
+/// `write_loop`).
+const SMALL_BATCH_BYTES: usize = 16 * 1024;
+
+/// The shortest heartbeat check period.
+const MIN_HEARTBEAT_CHECK: Duration = Duration::from_millis(10);
+
+/// Where the first connection attempt's result goes.
+pub(crate) enum Ready {
+    /// A blocking `connect` waiting in `recv`.
+    Blocking(std::sync::mpsc::SyncSender<Result<(), ConnectError>>),
+    /// An async `connect`.
+    Async(oneshot::Sender<Result<(), ConnectError>>),
+}
+
+impl Ready {
+    fn send(self, result: Result<(), ConnectError>) {
+        match self {
+            Ready::Blocking(sender) => {
+                let _ = sender.send(result);
+            }
+            Ready::Async(sender) => {
+                let _ = sender.send(result);
+            }
+        }
+    }
+}
+
+/// Creates the shared state and starts the engine (and, in callback mode, the dispatch thread).
+/// The first connection's outcome is sent to `ready`.
+pub(crate) fn start(params: ConnectionParams, ready: Ready) -> Result<Arc<Shared>, ConnectError> {
+    let dispatch_thread = params.dispatch_mode == crate::DispatchMode::Callbacks;
+    let shared = Arc::new(Shared::new(params)?);
+    let engine_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("mm-engine".into())
+        .spawn(move || {
+            let shared = engine_shared;
+            let _ = shared.engine_thread.set(std::thread::current().id());
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(run(&shared, ready)),
+                Err(error) => {
+                    ready.send(Err(ConnectError::Thread(error)));
+                    shared.finish();
+                }
+            }
+        })
+        .map_err(ConnectError::Thread)?;
+    if dispatch_thread {
+        let dispatch_shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("mm-dispatch".into())
+            .spawn(move || {
+                let shared = dispatch_shared;
+                shared.dispatch.run(&|panicked| shared.on_panic(panicked));
+            });
+        if let Err(error) = spawned {
+            shared.request_close();
+            return Err(ConnectError::Thread(error));
+        }
+    }
+    Ok(shared)
+}
+
+/// A TCP connection that completed the handshake.
+struct Session {
+    stream: TcpStream,
+    /// Holds any bytes that arrived right behind the ACK.
+    decoder: FrameDecoder,
+    /// The MM/2 ACK body; `None` for an MM/1 gateway (empty ACK).
+    ack: Option<AckInfo>,
+    address: SocketAddr,
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// Closed by the application: output written, DISCONNECT sent.
+    Closed,
+    /// The gateway was lost, for this reason.
+    Lost(String),
+}
+
+/// The engine's life: connect, run sessions, reconnect, finish.
+async fn run(shared: &Arc<Shared>, ready: Ready) {
+    let mut session = match dial(shared).await {
+        Ok(session) => session,
+        Err(error) => {
+            ready.send(Err(error));
+            shared.finish();
+            return;
+        }
+    };
+    let (address, protocol, _, _) = activate(shared, &session);
+    log!(shared, Info, "connected to {address} ({protocol})");
+    shared
+        .notifier
+        .notify(Notification::Connected { address, protocol });
+    ready.send(Ok(()));
+    loop {
+        match run_session(shared, session).await {
+            SessionEnd::Closed => break,
+            SessionEnd::Lost(reason) => {
+                let reconnect = shared.params.reconnect.enabled && !shared.is_closing();
+                shared.outbound.lose(if reconnect {
+                    LinkState::Reconnecting
+                } else {
+                    LinkState::Closed
+                });
+                shared.requests.fail_all(|| Outcome::Disconnected);
+                log!(shared, Warn, "disconnected: {reason}");
+                shared
+                    .notifier
+                    .notify(Notification::Disconnected { reason });
+                if !reconnect {
+                    break;
+                }
+                match redial(shared).await {
+                    Some(next) => {
+                        session = next;
+                        let (address, protocol, subscriptions, replayed_bytes) =
+                            activate(shared, &session);
+                        Counters::add(&shared.counters.reconnects, 1);
+                        log!(
+                            shared,
+                            Info,
+                            "reconnected to {address} ({protocol}): {subscriptions} subscriptions renewed, {replayed_bytes} bytes replayed"
+                        );
+                        shared.notifier.notify(Notification::Reconnected {
+                            address,
+                            protocol,
+                            subscriptions,
+                            replayed_bytes,
+                        });
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    shared.finish();
+}
+
+/// Opens TCP and completes the handshake within the connect timeout.
+async fn dial(shared: &Shared) -> Result<Session, ConnectError> {
+    let params = &shared.params;
+    match tokio::time::timeout(params.connect_timeout, handshake(params)).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::Timeout {
+            address: params.address.clone(),
+            timeout: params.connect_timeout,
+        }),
+    }
+}
+
+/// TCP (TCP_NODELAY), CONNECT, wait for ACK (SPEC §7).
+async fn handshake(params: &ConnectionParams) -> Result<Session, ConnectError> {
+    let io_error = |error| ConnectError::Io {
+        address: params.address.clone(),
+        error,
+    };
+    let mut stream = TcpStream::connect(params.address.as_str())
+        .await
+        .map_err(io_error)?;
+    let _ = stream.set_nodelay(true);
+    let address = stream.peer_addr().map_err(io_error)?;
+    let mut options = ConnectOptions::mm2(format!("rust {}", env!("CARGO_PKG_VERSION")));
+    options.heartbeat_ms = i32::try_from(params.heartbeat.as_millis()).unwrap_or(i32::MAX);
+    options.no_responders = true;
+    let header = Header {
+        subscription_id: 0,
+        subject: params.service.as_bytes(),
+        reply_subject: params.client_name.as_bytes(),
+        action: Action::Connect,
+    };
+    let mut connect = Vec::new();
+    encode_frame(&mut connect, &header, &options.to_message())
+        .map_err(|error| io_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, error)))?;
+    stream.write_all(&connect).await.map_err(io_error)?;
+    let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+    let protocol_error = |error| ConnectError::Protocol {
+        address: params.address.clone(),
+        error,
+    };
+    loop {
+        while let Some(frame) = decoder.next_frame().map_err(protocol_error)? {
+            match frame.action() {
+                Some(Action::Ack) => {
+                    let body = frame.message().map_err(protocol_error)?;
+                    let ack = AckInfo::from_message(&body);
+                    // The gateway may deliver frames as large as it accepts.
+                    let max_frame = ack.as_ref().map_or(DEFAULT_MAX_FRAME, |ack| ack.max_frame);
+                    if max_frame > DEFAULT_MAX_FRAME {
+                        let mut larger = FrameDecoder::new(max_frame);
+                        larger.feed(decoder.buffer_mut());
+                        decoder = larger;
+                    }
+                    return Ok(Session {
+                        stream,
+                        decoder,
+                        ack,
+                        address,
+                    });
+                }
+                Some(Action::Error) => {
+                    let body = frame.message().unwrap_or_default();
+                    return Err(ConnectError::Refused {
+                        address: params.address.clone(),
+                        code: body.try_string("code").unwrap_or_default().to_owned(),
+                        text: body.try_string("text").unwrap_or_default().to_owned(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let buffer = decoder.buffer_mut();
+        buffer.reserve(READ_CHUNK);
+        if stream.read_buf(buffer).await.map_err(io_error)? == 0 {
+            return Err(ConnectError::ClosedDuringHandshake {
+                address: params.address.clone(),
+            });
+        }
+    }
+}
+
+/// After an ACK: records the gateway, renews the inbox and every subscription ahead of the
+/// buffered publishes, and opens the output. Returns (address, protocol, subscriptions renewed,
+/// bytes replayed).
+fn activate(shared: &Shared, session: &Session) -> (SocketAddr, Protocol, usize, usize) {
+    let (protocol, name, max_frame, heartbeat) = match &session.ack {
+        Some(ack) => (
+            Protocol::Mm2,
+            ack.gateway_name.clone(),
+            ack.max_frame,
+            Duration::from_millis(ack.heartbeat_ms.max(0) as u64),
+        ),
+        None => (
+            Protocol::Mm1,
+            String::new(),
+            DEFAULT_MAX_FRAME,
+            Duration::ZERO,
+        ),
+    };
+    *shared.gateway() = Some(GatewayInfo {
+        address: session.address,
+        protocol,
+        name,
+        max_frame,
+        heartbeat,
+    });
+    let inbox = shared.requests.pattern();
+    let mut renewed = 0;
+    let replayed = shared.outbound.open(max_frame, |buffer| {
+        let mut subscribe = |id: u32, pattern: &str| {
+            let header = Header::new(Action::Subscribe)
+                .with_subscription_id(id)
+                .with_subject(pattern);
+            // Cannot fail: a control frame with a validated pattern of at most 255 bytes.
+            let _ = encode_control_frame(buffer, &header);
+        };
+        subscribe(INBOX_SUBSCRIPTION_ID, &inbox);
+        let table = shared.subscriptions.lock();
+        let mut entries: Vec<&Arc<SubscriptionEntry>> = table.values().collect();
+        entries.sort_by_key(|entry| entry.id);
+        for entry in entries {
+            subscribe(entry.id, &entry.pattern);
+            renewed += 1;
+        }
+        renewed as u64 + 1
+    });
+    (session.address, protocol, renewed, replayed)
+}
+
+/// Redials with backoff and jitter until it works, the policy gives up, or the application
+/// closes. `None` means: finish.
+async fn redial(shared: &Arc<Shared>) -> Option<Session> {
+    let policy = shared.params.reconnect.clone();
+    let mut attempt = 0u32;
+    loop {
+        if shared.is_closing() {
+            return None;
+        }
+        if policy.max_attempts.is_some_and(|max| attempt >= max) {
+            log!(shared, Warn, "giving up after {attempt} reconnect attempts");
+            return None;
+        }
+        let base = policy.delay(attempt);
+        let jitter = base.mul_f64(policy.jitter.clamp(0.0, 1.0) * rand::random::<f64>());
+        let delay = base + jitter;
+        attempt += 1;
+        shared
+            .notifier
+            .notify(Notification::Reconnecting { attempt, delay });
+        log!(shared, Debug, "reconnect attempt {attempt} in {delay:?}");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shared.close_requested.notified() => return None,
+        }
+        if shared.is_closing() {
+            return None;
+        }
+        let result = tokio::select! {
+            result = dial(shared) => result,
+            _ = shared.close_requested.notified() => return None,
+        };
+        match result {
+            Ok(session) => return Some(session),
+            Err(error) => {
+                log!(shared, Debug, "reconnect attempt {attempt} failed: {error}");
+                shared.notifier.notify(Notification::ReconnectFailed {
+                    attempt,
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Runs one session until it is lost or closed.
+async fn run_session(shared: &Arc<Shared>, session: Session) -> SessionEnd {
+    let Session {
+        stream,
+        decoder,
+        ack,
+        ..
+    } = session;
+    let (gateway_heartbeat, own_heartbeat) = match &ack {
+        Some(ack) => (
+            Duration::from_millis(ack.heartbeat_ms.max(0) as u64),
+            shared.params.heartbeat,
+        ),
+        // MM/1: no PINGs either way.
+        None => (Duration::ZERO, Duration::ZERO),
+    };
+    let (reader, writer) = stream.into_split();
+    let last_received = Cell::new(Instant::now());
+    let last_sent = Cell::new(Instant::now());
+    tokio::select! {
+        reason = read_loop(shared, reader, decoder, &last_received) => SessionEnd::Lost(reason),
+        end = write_loop(shared, writer, &last_sent) => end,
+        reason = heartbeat_loop(shared, &last_received, &last_sent, own_heartbeat, gateway_heartbeat) => {
+            SessionEnd::Lost(reason)
+        }
+    }
+}
+
+// -----------------------------------------------------------------------------------------
+// Writing
+// -----------------------------------------------------------------------------------------
+
+/// Writes whatever publishers queued, one swap at a time; on close, the rest and DISCONNECT.
+async fn write_loop(
+    shared: &Shared,
+    mut writer: OwnedWriteHalf,
+    last_sent: &Cell<Instant>,
+) -> SessionEnd {
+    let mut spare = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        if shared.outbound.take(&mut spare) {
+            if let Err(error) = write_counted(shared, &mut writer, &spare).await {
+                return SessionEnd::Lost(format!("write failed: {error}"));
+            }
+            last_sent.set(Instant::now());
+            spare.clear();
+            if spare.capacity() > SPARE_KEEP_BYTES {
+                spare = BytesMut::with_capacity(READ_CHUNK);
+            }
+            // Publishers are still at it but have queued little since the write began: give a
+            // publisher that shares this CPU the rest of our time slice, so that the next write
+            // carries more than a handful of frames. Returns at once when nobody else is runnable.
+            let pending = shared.outbound.pending();
+            if pending > 0 && pending < SMALL_BATCH_BYTES {
+                std::thread::yield_now();
+            }
+            continue;
+        }
+        if shared.outbound.link() == LinkState::Closed {
+            let mut goodbye = Vec::new();
+            let _ = encode_control_frame(&mut goodbye, &Header::new(Action::Disconnect));
+            let _ = write_counted(shared, &mut writer, &goodbye).await;
+            let _ = writer.shutdown().await;
+            return SessionEnd::Closed;
+        }
+        shared.outbound.wake_engine.notified().await;
+    }
+}
+
+/// Writes all of `bytes`, counting each `write` call.
+async fn write_counted(
+    shared: &Shared,
+    writer: &mut OwnedWriteHalf,
+    mut bytes: &[u8],
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let written = writer.write(bytes).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        Counters::add(&shared.counters.write_calls, 1);
+        Counters::add(&shared.counters.bytes_written, written as u64);
+        bytes = &bytes[written..];
+    }
+    Ok(())
+}
+
+// -----------------------------------------------------------------------------------------
+// Heartbeats
+// -----------------------------------------------------------------------------------------
+
+/// PINGs when we have been quiet for `own`; returns (the session is lost) when the gateway has
+/// been silent for twice `gateway` (SPEC §7.3). Zero intervals switch either side off.
+async fn heartbeat_loop(
+    shared: &Shared,
+    last_received: &Cell<Instant>,
+    last_sent: &Cell<Instant>,
+    own: Duration,
+    gateway: Duration,
+) -> String {
+    let Some(shortest) = [own, gateway * 2]
+        .into_iter()
+        .filter(|interval| !interval.is_zero())
+        .min()
+    else {
+        return std::future::pending().await;
+    };
+    let mut ticker = tokio::time::interval((shortest / 4).max(MIN_HEARTBEAT_CHECK));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        let silent = now.duration_since(last_received.get());
+        if !gateway.is_zero() && silent > gateway * 2 {
+            return format!(
+                "nothing received from the gateway for {silent:?} (its heartbeat is {gateway:?})"
+            );
+        }
+        if !own.is_zero() && now.duration_since(last_sent.get()) >= own {
+            let _ = shared
+                .outbound
+                .push_control(|out| encode_control_frame(out, &Header::new(Action::Ping)));
+            // Counts as sent: the writer picks the PING up at once.
+            last_sent.set(now);
+        }
+    }
+}
+
+// -----------------------------------------------------------------------------------------
+// Reading
+// -----------------------------------------------------------------------------------------
+
+/// Reads and handles frames until the gateway goes away; returns why.
+async fn read_loop(
+    shared: &Shared,
+    mut reader: OwnedReadHalf,
+    mut decoder: FrameDecoder,
+    last_received: &Cell<Instant>,
+) -> String {
+    let mut batch = Batch::default();
+    loop {
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => batch.handle(shared, frame),
+                Ok(None) => break,
+                Err(error) => {
+                    batch.deliver(shared);
+                    return format!("the gateway sent a malformed frame: {error}");
+                }
+            }
+        }
+        batch.deliver(shared);
+        let buffer = decoder.buffer_mut();
+        if buffer.capacity() - buffer.len() < READ_CHUNK {
+            buffer.reserve(READ_CHUNK);
+        }
+        match reader.read_buf(buffer).await {
+            Ok(0) => return "the gateway closed the connection".to_owned(),
+            Ok(read) => {
+                Counters::add(&shared.counters.read_calls, 1);
+                Counters::add(&shared.counters.bytes_in, read as u64);
+                last_received.set(Instant::now());
+            }
+            Err(error) => return format!("read failed: {error}"),
+        }
+    }
+}
+
+/// Messages decoded from one read, delivered together: one dispatch-queue lock per read, not per
+/// message.
+#[derive(Default)]
+struct Batch {
+    /// For callbacks, through the dispatch queue.
+    queued: Vec<QueuedMessage>,
+    /// For async streams.
+    streamed: Vec<QueuedMessage>,
+    /// The last subscription looked up (consecutive messages are often for the same one).
+    last: Option<Arc<SubscriptionEntry>>,
+}
+
+impl Batch {
+    /// Handles one frame from the gateway.
+    fn handle(&mut self, shared: &Shared, frame: Frame) {
+        Counters::add(&shared.counters.frames_in, 1);
+        match frame.action() {
+            Some(Action::SendMessage) => self.on_message(shared, frame),
+            Some(Action::Ping) => {
+                let body = frame.body();
+                let _ = shared.outbound.push_control(|out| {
+                    encode_frame_with_body(out, &Header::new(Action::Pong), &body)
+                });
+            }
+            Some(Action::Pong) => {
+                if let Some(number) = frame.message().ok().and_then(|body| body.try_u64("k")) {
+                    shared.requests.complete_pong(number);
+                }
+            }
+            Some(Action::Error) => on_error(shared, &frame),
+            Some(Action::NoResponders) => {
+                if let Some(number) = shared.requests.reply_number(frame.subject()) {
+                    shared
+                        .requests
+                        .complete_reply(number, Outcome::NoResponders);
+                }
+            }
+            other => {
+                log!(
+                    shared,
+                    Debug,
+                    "ignored a frame with action {}",
+                    other.map_or_else(|| frame.header().action_byte.to_string(), |a| a.to_string())
+                );
+            }
+        }
+    }
+
+    fn on_message(&mut self, shared: &Shared, frame: Frame) {
+        let subscription_id = frame.subscription_id();
+        let subject_ok = std::str::from_utf8(frame.subject()).is_ok()
+            && std::str::from_utf8(frame.reply_subject()).is_ok();
+        if subscription_id == INBOX_SUBSCRIPTION_ID {
+            let Some(number) = shared.requests.reply_number(frame.subject()) else {
+                return;
+            };
+            let outcome = match frame.message() {
+                Ok(message) if subject_ok => Outcome::Reply(Received::new(frame, message)),
+                Ok(_) => return,
+                Err(error) => {
+                    report_undecodable(shared, &frame, error);
+                    Outcome::Undecodable(error)
+                }
+            };
+            if !shared.requests.complete_reply(number, outcome) {
+                log!(
+                    shared,
+                    Debug,
+                    "dropped a reply nobody waits for (number {number})"
+                );
+            }
+            return;
+        }
+        let Some(entry) = self.lookup(shared, subscription_id) else {
+            // Unsubscribed meanwhile: the gateway had already sent it.
+            return;
+        };
+        let size = frame.len();
+        let limits = &shared.params.pending_limits;
+        match entry.admit(size, limits) {
+            Admit::Accepted => {}
+            Admit::Dropped { report, dropped } => {
+                Counters::add(&shared.counters.messages_dropped, 1);
+                if report {
+                    log!(
+                        shared,
+                        Warn,
+                        "subscription {} (`{}`) passed its pending limit ({} messages or {} bytes); dropping messages",
+                        entry.id,
+                        entry.pattern,
+                        limits.messages,
+                        limits.bytes
+                    );
+                    shared.notifier.notify(Notification::MessagesDropped {
+                        subscription_id: entry.id,
+                        pattern: entry.pattern.clone(),
+                        dropped,
+                    });
+                }
+                return;
+            }
+        }
+        let message = match frame.message() {
+            Ok(message) if subject_ok => message,
+            Ok(_) => {
+                entry.release(size);
+                report_undecodable(
+                    shared,
+                    &frame,
+                    mm_wire::DecodeError::Truncated {
+                        what: "UTF-8 subject",
+                        offset: 8,
+                    },
+                );
+                return;
+            }
+            Err(error) => {
+                entry.release(size);
+                report_undecodable(shared, &frame, error);
+                return;
+            }
+        };
+        let received = Received::new(frame, message);
+        if entry.is_callback() {
+            self.queued.push((entry, received));
+        } else {
+            self.streamed.push((entry, received));
+        }
+    }
+
+    /// The live subscription with this id.
+    fn lookup(&mut self, shared: &Shared, id: u32) -> Option<Arc<SubscriptionEntry>> {
+        if let Some(last) = &self.last {
+            if last.id == id && last.is_active() {
+                return Some(last.clone());
+            }
+        }
+        let entry = shared.subscriptions.lock().get(&id).cloned()?;
+        self.last = Some(entry.clone());
+        Some(entry)
+    }
+
+    /// Hands the batch to the dispatch queue and the streams.
+    fn deliver(&mut self, shared: &Shared) {
+        if !self.queued.is_empty() {
+            shared.dispatch.push_batch(self.queued.drain(..));
+        }
+        for (entry, received) in self.streamed.drain(..) {
+            entry.send_to_stream(received);
+        }
+        // Do not keep a subscription alive between reads.
+        self.last = None;
+    }
+}
+
+/// An ERROR from the gateway: logged and handed to the hook.
+fn on_error(shared: &Shared, frame: &Frame) {
+    let body = frame.message().unwrap_or_default();
+    let code = body.try_string("code").unwrap_or_default().to_owned();
+    let text = body.try_string("text").unwrap_or_default().to_owned();
+    let subject = String::from_utf8_lossy(frame.subject()).into_owned();
+    log!(
+        shared,
+        Warn,
+        "gateway error {code}: {text} (subject `{subject}`, subscription {})",
+        frame.subscription_id()
+    );
+    shared.notifier.notify(Notification::GatewayError {
+        code,
+        text,
+        subject,
+        subscription_id: frame.subscription_id(),
+    });
+}
+
+/// A delivered message whose body does not decode: counted, logged, handed to the hook.
+fn report_undecodable(shared: &Shared, frame: &Frame, error: mm_wire::DecodeError) {
+    Counters::add(&shared.counters.undecodable_messages, 1);
+    let subject = String::from_utf8_lossy(frame.subject()).into_owned();
+    log!(
+        shared,
+        Warn,
+        "dropped an undecodable message on `{subject}`: {error}"
+    );
+    shared.notifier.notify(Notification::UndecodableMessage {
+        subject,
+        subscription_id: frame.subscription_id(),
+        error,
+    });
+}
