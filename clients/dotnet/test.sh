@@ -5,6 +5,7 @@
 #
 # Environment:
 #   MM_GATEWAY_BIN  path of an mm-gateway binary (default: build it with cargo into target/)
+#   MM_BIN          path of the Rust mm tool, for the interop tests (default: build it likewise)
 #   MM_TESTDATA     the shared test-data folder (default: <repo>/testdata)
 #   NUNIT_ARGS      extra arguments for nunit-console (e.g. -run=MessagingMesh.Tests.VectorTests)
 set -euo pipefail
@@ -59,13 +60,17 @@ done
 
 export MM_TESTDATA="${MM_TESTDATA:-$repo/testdata}"
 
-# The end-to-end tests run the real gateway.
-if [ -z "${MM_GATEWAY_BIN:-}" ]; then
-    echo "building mm-gateway" >&2
-    (cd "$repo" && cargo build --quiet --bin mm-gateway)
-    MM_GATEWAY_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/mm-gateway"
+# The end-to-end tests run the real gateway; the interop tests also run the Rust mm tool.
+bins=()
+[ -n "${MM_GATEWAY_BIN:-}" ] || bins+=(mm-gateway)
+[ -n "${MM_BIN:-}" ] || bins+=(mm)
+if [ "${#bins[@]}" -gt 0 ]; then
+    echo "building ${bins[*]}" >&2
+    (cd "$repo" && cargo build --quiet "${bins[@]/#/--bin=}")
 fi
-export MM_GATEWAY_BIN
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+export MM_GATEWAY_BIN="${MM_GATEWAY_BIN:-$target_dir/debug/mm-gateway}"
+export MM_BIN="${MM_BIN:-$target_dir/debug/mm}"
 
 echo "running tests" >&2
 cd "$build"

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Text;
 using System.Threading;
 using NUnit.Framework;
 
@@ -28,6 +29,9 @@ namespace MessagingMesh.Tests
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
                 RedirectStandardInput = true,
+                // The programs write UTF-8 (the mm tool prints non-ASCII text as it is).
+                StandardOutputEncoding = new UTF8Encoding(false),
+                StandardErrorEncoding = new UTF8Encoding(false),
             };
             process = Process.Start(start);
             drains = new[] { Drain(process.StandardOutput, stdout), Drain(process.StandardError, stderr) };
@@ -39,6 +43,33 @@ namespace MessagingMesh.Tests
             var all = new List<string> { Path.Combine(TestData.BuildDirectory, name + ".exe") };
             all.AddRange(arguments);
             return new ChildProcess("mono", all.ToArray());
+        }
+
+        /// <summary>
+        /// The Rust <c>mm</c> command-line tool: <c>MM_BIN</c> (set by test.sh), else
+        /// <c>target/debug/mm</c> in the repository.
+        /// </summary>
+        internal static string MmBinaryPath
+        {
+            get
+            {
+                var path = Environment.GetEnvironmentVariable("MM_BIN");
+                if (string.IsNullOrEmpty(path))
+                {
+                    path = Path.Combine(Path.GetDirectoryName(TestData.Root), "target", "debug", "mm");
+                }
+                if (!File.Exists(path))
+                {
+                    Assert.Fail("mm not found at " + path + ": build it with `cargo build --bin mm` or set MM_BIN");
+                }
+                return path;
+            }
+        }
+
+        /// <summary>Runs the Rust <c>mm</c> tool with these arguments.</summary>
+        internal static ChildProcess Mm(params string[] arguments)
+        {
+            return new ChildProcess(MmBinaryPath, arguments);
         }
 
         private static string Quote(string[] arguments)
