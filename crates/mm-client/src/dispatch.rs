@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use mm_wire::Frame;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::params::PendingLimits;
@@ -104,25 +106,45 @@ impl SubscriptionEntry {
         was_active
     }
 
-    /// Engine side: counts a message of `size` bytes as pending, unless that would pass the
-    /// limits. A message always fits into an empty queue, however large.
-    pub(crate) fn admit(&self, size: usize, limits: &PendingLimits) -> Admit {
-        let messages = self.pending_messages.load(Ordering::Acquire);
-        let bytes = self.pending_bytes.load(Ordering::Acquire);
+    /// Engine side: whether a message of `size` bytes may be queued, given what is pending and
+    /// `batch` = (messages, bytes) already admitted in the read batch not yet handed over. A
+    /// message always fits into an empty queue, however large. Admitted messages are counted as
+    /// pending by [`SubscriptionEntry::add_pending`] when their batch is handed over (once per
+    /// run, not per message), so the limit holds to within one read batch.
+    pub(crate) fn admit(
+        &self,
+        size: usize,
+        limits: &PendingLimits,
+        batch: (usize, usize),
+    ) -> Admit {
+        let messages = self.pending_messages.load(Ordering::Acquire) + batch.0;
+        let bytes = self.pending_bytes.load(Ordering::Acquire) + batch.1;
         if messages > 0 && (messages >= limits.messages || bytes + size > limits.bytes) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             let report = !self.overflowing.swap(true, Ordering::AcqRel);
             return Admit::Dropped { report, dropped };
         }
-        self.pending_messages.fetch_add(1, Ordering::AcqRel);
-        self.pending_bytes.fetch_add(size, Ordering::AcqRel);
         Admit::Accepted
+    }
+
+    /// Engine side: counts admitted messages as pending, before they are handed over.
+    pub(crate) fn add_pending(&self, count: usize, bytes: usize) {
+        self.pending_messages.fetch_add(count, Ordering::AcqRel);
+        self.pending_bytes.fetch_add(bytes, Ordering::AcqRel);
     }
 
     /// Consumer side: a message of `size` bytes is no longer pending.
     pub(crate) fn release(&self, size: usize) {
-        self.pending_bytes.fetch_sub(size, Ordering::AcqRel);
-        if self.pending_messages.fetch_sub(1, Ordering::AcqRel) == 1 {
+        self.release_many(1, size);
+    }
+
+    /// Consumer side: `count` messages of `bytes` bytes in all are no longer pending.
+    pub(crate) fn release_many(&self, count: usize, bytes: usize) {
+        if count == 0 {
+            return;
+        }
+        self.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if self.pending_messages.fetch_sub(count, Ordering::AcqRel) == count {
             self.overflowing.store(false, Ordering::Release);
         }
     }
@@ -164,26 +186,6 @@ impl SubscriptionEntry {
     pub(crate) fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
     }
-
-    /// Runs the callback for one message, catching a panic. Returns the panic message if it
-    /// panicked. Skips (returns `Ok`) if the subscription ended meanwhile.
-    fn call(&self, received: &Received) -> Result<(), String> {
-        let Sink::Callback(callback) = &self.sink else {
-            return Ok(());
-        };
-        if !self.is_active() {
-            return Ok(());
-        }
-        let mut callback = callback.lock().unwrap_or_else(PoisonError::into_inner);
-        self.count_delivered();
-        std::panic::catch_unwind(AssertUnwindSafe(|| (callback)(received))).map_err(|panic| {
-            panic
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(not a string)".to_owned())
-        })
-    }
 }
 
 /// Live subscriptions by id. Lock order: the output buffer's lock, then this one.
@@ -206,11 +208,89 @@ impl SubscriptionTable {
     }
 }
 
-/// One message waiting for its callback.
+/// One message waiting for its callback, with its subscription (the async streams' path).
 pub(crate) type QueuedMessage = (Arc<SubscriptionEntry>, Received);
 
+/// Consecutive queued messages of one subscription: its entry is shared once per run, not once
+/// per message, and its counters and callback lock are touched once per run.
+pub(crate) struct Run {
+    /// The subscription.
+    pub(crate) entry: Arc<SubscriptionEntry>,
+    /// How many of the queue's messages, in order, belong to it.
+    pub(crate) count: usize,
+    /// Their size in bytes (whole frames), for the pending count.
+    pub(crate) bytes: usize,
+}
+
+/// Messages of one read for callback subscriptions, grouped in runs. Built by the engine
+/// without any lock — positions in the read's buffer, not frames — and handed over whole with
+/// one. Invariant: the runs' counts sum to `frames.len()`, and every position lies in `chunk`.
+#[derive(Default)]
+pub(crate) struct DispatchBatch {
+    /// The read's buffer, shared.
+    chunk: Bytes,
+    /// (offset, length) of each message's frame in `chunk`, in arrival order.
+    frames: Vec<(u32, u32)>,
+    runs: Vec<Run>,
+}
+
+impl DispatchBatch {
+    /// Appends the frame at `offset..offset + length` of the read for `entry`, extending the last
+    /// run when it is the same subscription.
+    pub(crate) fn push(&mut self, entry: &Arc<SubscriptionEntry>, offset: usize, length: usize) {
+        match self.runs.last_mut() {
+            Some(run) if Arc::ptr_eq(&run.entry, entry) => {
+                run.count += 1;
+                run.bytes += length;
+            }
+            _ => self.runs.push(Run {
+                entry: entry.clone(),
+                count: 1,
+                bytes: length,
+            }),
+        }
+        // Frames are at most 2 GiB and reads far smaller: positions fit in u32.
+        self.frames.push((offset as u32, length as u32));
+    }
+
+    /// Sets the read's buffer, once every frame of it is pushed.
+    pub(crate) fn set_chunk(&mut self, chunk: Bytes) {
+        self.chunk = chunk;
+    }
+
+    /// Whether the batch holds nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// (messages, bytes) of the batch's last run if it is `entry`'s: what this batch has
+    /// admitted for it so far (earlier, interleaved runs are not counted).
+    pub(crate) fn admitted_for(&self, entry: &Arc<SubscriptionEntry>) -> (usize, usize) {
+        match self.runs.last() {
+            Some(run) if Arc::ptr_eq(&run.entry, entry) => (run.count, run.bytes),
+            _ => (0, 0),
+        }
+    }
+
+    /// The message at `index`, built from the shared buffer (on the dispatching thread).
+    fn received(&self, index: usize) -> Option<Received> {
+        let (offset, length) = *self.frames.get(index)?;
+        let range = offset as usize..(offset + length) as usize;
+        // Cannot fail: the engine parsed these very bytes as a frame.
+        Frame::parse(self.chunk.slice(range))
+            .ok()
+            .map(Received::new)
+    }
+}
+
 struct QueueState {
-    items: VecDeque<QueuedMessage>,
+    /// Batches waiting, in arrival order; each one whole read's messages, moved in (not copied
+    /// message by message).
+    batches: VecDeque<DispatchBatch>,
+    /// Messages in `batches`.
+    messages: usize,
+    /// Emptied batches handed back for reuse, so the engine does not allocate per read.
+    spare: Vec<DispatchBatch>,
     /// Set by `wake_up`; consumed by the next waiting `process_message_queue`.
     woken: bool,
     closed: bool,
@@ -218,11 +298,82 @@ struct QueueState {
     waiting: usize,
 }
 
+/// How many emptied batches are kept for reuse.
+const SPARE_BATCHES: usize = 4;
+
+impl QueueState {
+    /// Takes up to `max` messages (0 = all) from the front, splitting a batch (and a run) if
+    /// needed.
+    fn take(&mut self, max: usize, taken: &mut VecDeque<DispatchBatch>) {
+        let mut left = if max == 0 {
+            self.messages
+        } else {
+            max.min(self.messages)
+        };
+        while left > 0 {
+            let Some(front) = self.batches.front_mut() else {
+                break;
+            };
+            let size = front.frames.len();
+            if size <= left {
+                left -= size;
+                self.messages -= size;
+                if let Some(batch) = self.batches.pop_front() {
+                    taken.push_back(batch);
+                }
+            } else {
+                taken.push_back(front.split_front(left));
+                self.messages -= left;
+                left = 0;
+            }
+        }
+    }
+}
+
+impl DispatchBatch {
+    /// Splits off the first `count` messages (and their runs).
+    fn split_front(&mut self, count: usize) -> DispatchBatch {
+        let mut front = DispatchBatch {
+            chunk: self.chunk.clone(),
+            ..DispatchBatch::default()
+        };
+        let mut left = count;
+        while left > 0 {
+            let Some(run) = self.runs.first_mut() else {
+                break;
+            };
+            if run.count <= left {
+                left -= run.count;
+                front.runs.push(self.runs.remove(0));
+            } else {
+                let first = count - left;
+                let share: usize = self.frames[first..count]
+                    .iter()
+                    .map(|&(_, length)| length as usize)
+                    .sum();
+                run.count -= left;
+                run.bytes -= share;
+                front.runs.push(Run {
+                    entry: run.entry.clone(),
+                    count: left,
+                    bytes: share,
+                });
+                left = 0;
+            }
+        }
+        front.frames = self.frames.drain(..count).collect();
+        front
+    }
+}
+
 /// Messages waiting for their callbacks, in arrival order, for all callback subscriptions of a
 /// connection.
 pub(crate) struct DispatchQueue {
     state: Mutex<QueueState>,
     ready: Condvar,
+    /// Mirrors `QueueState::closed`, for the dispatcher to check between runs of a batch it
+    /// holds outside the lock.
+    closed: AtomicBool,
 }
 
 /// A callback that panicked: (subscription id, pattern, panic message).
@@ -232,12 +383,15 @@ impl DispatchQueue {
     pub(crate) fn new() -> DispatchQueue {
         DispatchQueue {
             state: Mutex::new(QueueState {
-                items: VecDeque::new(),
+                batches: VecDeque::new(),
+                messages: 0,
+                spare: Vec::new(),
                 woken: false,
                 closed: false,
                 waiting: 0,
             }),
             ready: Condvar::new(),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -245,19 +399,42 @@ impl DispatchQueue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Engine side: appends admitted messages (one lock for the whole batch).
-    pub(crate) fn push_batch(&self, batch: impl IntoIterator<Item = QueuedMessage>) {
+    /// Engine side: hands over a batch of admitted messages (one lock, no copying) and leaves
+    /// `batch` empty and ready for reuse.
+    pub(crate) fn push_batch(&self, batch: &mut DispatchBatch) {
+        for run in &batch.runs {
+            run.entry.add_pending(run.count, run.bytes);
+        }
         let mut state = self.lock();
         if state.closed {
+            *batch = DispatchBatch::default();
             return;
         }
-        let before = state.items.len();
-        state.items.extend(batch);
-        let wake = state.waiting > 0 && state.items.len() > before;
+        let replacement = state.spare.pop().unwrap_or_default();
+        state.messages += batch.frames.len();
+        let full = std::mem::replace(batch, replacement);
+        state.batches.push_back(full);
+        let wake = state.waiting > 0;
         drop(state);
         if wake {
             self.ready.notify_all();
         }
+    }
+
+    /// Dispatch side: gives emptied batches back for reuse.
+    fn recycle(&self, batches: &mut VecDeque<DispatchBatch>) {
+        let mut state = self.lock();
+        while let Some(mut batch) = batches.pop_front() {
+            if state.spare.len() >= SPARE_BATCHES {
+                break;
+            }
+            batch.frames.clear();
+            batch.runs.clear();
+            batch.chunk = Bytes::new();
+            state.spare.push(batch);
+        }
+        drop(state);
+        batches.clear();
     }
 
     /// Makes one waiting (or the next) `process_message_queue` return at once.
@@ -268,10 +445,12 @@ impl DispatchQueue {
 
     /// Ends dispatch: queued messages are discarded, waiters return.
     pub(crate) fn close(&self) {
-        let discarded: Vec<_> = {
+        let discarded = {
             let mut state = self.lock();
             state.closed = true;
-            state.items.drain(..).collect()
+            self.closed.store(true, Ordering::Relaxed);
+            state.messages = 0;
+            std::mem::take(&mut state.batches)
         };
         self.ready.notify_all();
         // Dropped outside the lock: a callback's captures may do anything when dropped.
@@ -280,23 +459,29 @@ impl DispatchQueue {
 
     /// Messages waiting now.
     pub(crate) fn len(&self) -> usize {
-        self.lock().items.len()
+        self.lock().messages
     }
 
-    /// Waits for the next message: `None` when closed, or when `deadline` passed or `wake_up`
-    /// was called (then `Some(Err(()))`).
-    fn next(&self, deadline: Option<Instant>) -> Option<Result<QueuedMessage, ()>> {
+    /// Waits until messages are waiting and takes up to `max` of them (0 = all). `Ok(false)`
+    /// when `deadline` passed or `wake_up` was called first; `Err(())` when closed.
+    fn wait_and_take(
+        &self,
+        deadline: Option<Instant>,
+        max: usize,
+        taken: &mut VecDeque<DispatchBatch>,
+    ) -> Result<bool, ()> {
         let mut state = self.lock();
         loop {
             if state.closed {
-                return None;
+                return Err(());
             }
-            if let Some(item) = state.items.pop_front() {
-                return Some(Ok(item));
+            if state.messages > 0 {
+                state.take(max, taken);
+                return Ok(true);
             }
             if state.woken {
                 state.woken = false;
-                return Some(Err(()));
+                return Ok(false);
             }
             state.waiting += 1;
             match deadline {
@@ -310,7 +495,7 @@ impl DispatchQueue {
                     let now = Instant::now();
                     if now >= deadline {
                         state.waiting -= 1;
-                        return Some(Err(()));
+                        return Ok(false);
                     }
                     state = self
                         .ready
@@ -323,17 +508,18 @@ impl DispatchQueue {
         }
     }
 
-    /// Takes the next message without waiting.
-    fn try_next(&self) -> Option<QueuedMessage> {
-        self.lock().items.pop_front()
-    }
-
     /// The dispatch thread's loop: runs callbacks until the queue is closed. `on_panic` is told
     /// about callbacks that panicked.
+    ///
+    /// Takes everything queued under one lock and runs it without the lock, so the reader and
+    /// the dispatcher meet once per batch, not once per message. Closing stops the batch in
+    /// progress at the next run.
     pub(crate) fn run(&self, on_panic: &dyn Fn(Panicked)) {
-        while let Some(next) = self.next(None) {
-            if let Ok(item) = next {
-                dispatch(item, on_panic);
+        let mut taken = VecDeque::new();
+        while let Ok(took) = self.wait_and_take(None, 0, &mut taken) {
+            if took {
+                self.dispatch_all(&mut taken, on_panic);
+                self.recycle(&mut taken);
             }
         }
     }
@@ -348,26 +534,70 @@ impl DispatchQueue {
         on_panic: &dyn Fn(Panicked),
     ) -> Result<(usize, usize), ()> {
         let deadline = Instant::now().checked_add(timeout);
-        let first = match self.next(deadline) {
-            None => return Err(()),
-            Some(Err(())) => return Ok((0, self.len())),
-            Some(Ok(item)) => item,
-        };
-        dispatch(first, on_panic);
-        let mut processed = 1;
-        while max == 0 || processed < max {
-            let Some(item) = self.try_next() else { break };
-            dispatch(item, on_panic);
-            processed += 1;
+        let mut taken = VecDeque::new();
+        if !self.wait_and_take(deadline, max, &mut taken)? {
+            return Ok((0, self.len()));
         }
+        let processed = taken.iter().map(|batch| batch.frames.len()).sum();
+        self.dispatch_all(&mut taken, on_panic);
         Ok((processed, self.len()))
+    }
+
+    /// Runs the callbacks of taken batches, run by run.
+    fn dispatch_all(&self, taken: &mut VecDeque<DispatchBatch>, on_panic: &dyn Fn(Panicked)) {
+        for batch in taken.iter_mut() {
+            let mut next = 0;
+            let runs = std::mem::take(&mut batch.runs);
+            for run in runs {
+                if self.closed.load(Ordering::Relaxed) {
+                    // Discarded (outside the lock, as in `close`).
+                    return;
+                }
+                let first = next;
+                next += run.count;
+                run.entry.call_run(
+                    (first..next).filter_map(|index| batch.received(index)),
+                    run.count,
+                    run.bytes,
+                    on_panic,
+                );
+            }
+        }
     }
 }
 
-/// Runs one queued message's callback.
-fn dispatch((entry, received): QueuedMessage, on_panic: &dyn Fn(Panicked)) {
-    entry.release(received.size());
-    if let Err(panic) = entry.call(&received) {
-        on_panic((entry.id, entry.pattern.clone(), panic));
+impl SubscriptionEntry {
+    /// Runs the callback for each message of a run (taking the callback's lock once), catching
+    /// panics; then counts the run's `count` messages of `bytes` bytes as no longer pending.
+    /// Messages of a subscription that ended meanwhile are discarded.
+    fn call_run(
+        &self,
+        messages: impl Iterator<Item = Received>,
+        count: usize,
+        bytes: usize,
+        on_panic: &dyn Fn(Panicked),
+    ) {
+        let mut delivered = 0;
+        if let Sink::Callback(callback) = &self.sink {
+            let mut callback = callback.lock().unwrap_or_else(PoisonError::into_inner);
+            for received in messages {
+                if !self.is_active() {
+                    break;
+                }
+                delivered += 1;
+                if let Err(panic) =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| (callback)(&received)))
+                {
+                    let text = panic
+                        .downcast_ref::<&str>()
+                        .map(|text| (*text).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(not a string)".to_owned());
+                    on_panic((self.id, self.pattern.clone(), text));
+                }
+            }
+        }
+        self.delivered.fetch_add(delivered, Ordering::Relaxed);
+        self.release_many(count, bytes);
     }
 }

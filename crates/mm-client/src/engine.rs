@@ -27,21 +27,22 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use mm_wire::handshake::{AckInfo, ConnectOptions, Protocol};
 use mm_wire::{
-    Action, DEFAULT_MAX_FRAME, Frame, FrameDecoder, Header, encode_control_frame, encode_frame,
-    encode_frame_with_body,
+    Action, DEFAULT_MAX_FRAME, Frame, FrameDecoder, Header, HeaderView, encode_control_frame,
+    encode_frame, encode_frame_with_body, frame_length,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
-use crate::dispatch::{Admit, QueuedMessage, SubscriptionEntry};
+use crate::dispatch::{Admit, DispatchBatch, QueuedMessage, SubscriptionEntry};
 use crate::error::ConnectError;
 use crate::notification::Notification;
 use crate::outbound::LinkState;
@@ -312,7 +313,14 @@ fn activate(shared: &Shared, session: &Session) -> (SocketAddr, Protocol, usize,
     });
     let inbox = shared.requests.pattern();
     let mut renewed = 0;
-    let replayed = shared.outbound.open(max_frame, |buffer| {
+    // A second handle on the socket, for direct writes by publishing threads (see outbound.rs).
+    let direct = session
+        .stream
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::net::TcpStream::from);
+    let replayed = shared.outbound.open(max_frame, direct, |buffer| {
         let mut subscribe = |id: u32, pattern: &str| {
             let header = Header::new(Action::Subscribe)
                 .with_subscription_id(id)
@@ -419,7 +427,9 @@ async fn write_loop(
     let mut spare = BytesMut::with_capacity(READ_CHUNK);
     loop {
         if shared.outbound.take(&mut spare) {
-            if let Err(error) = write_counted(shared, &mut writer, &spare).await {
+            let result = write_counted(shared, &mut writer, &spare).await;
+            shared.outbound.write_finished();
+            if let Err(error) = result {
                 return SessionEnd::Lost(format!("write failed: {error}"));
             }
             last_sent.set(Instant::now());
@@ -437,6 +447,11 @@ async fn write_loop(
             continue;
         }
         if shared.outbound.link() == LinkState::Closed {
+            if shared.outbound.is_writing() {
+                // A direct writer is finishing; what it leaves goes out before DISCONNECT.
+                tokio::task::yield_now().await;
+                continue;
+            }
             let mut goodbye = Vec::new();
             let _ = encode_control_frame(&mut goodbye, &Header::new(Action::Disconnect));
             let _ = write_counted(shared, &mut writer, &goodbye).await;
@@ -511,6 +526,13 @@ async fn heartbeat_loop(
 // -----------------------------------------------------------------------------------------
 
 /// Reads and handles frames until the gateway goes away; returns why.
+///
+/// Frames are handled in place in the read buffer. A message for a callback subscription — the
+/// bulk of the traffic — costs a header parse, a body validation and two integers recording
+/// where it is; the frame itself is built later by the dispatch thread, from the whole read
+/// handed over as one shared buffer, so that no per-message reference count is shared between
+/// the two threads. Everything else (replies, stream messages, control frames) is handled after
+/// the read's callback messages have been handed over, from frames cut out of that buffer.
 async fn read_loop(
     shared: &Shared,
     mut reader: OwnedReadHalf,
@@ -518,23 +540,41 @@ async fn read_loop(
     last_received: &Cell<Instant>,
 ) -> String {
     let mut batch = Batch::default();
+    let max_frame = decoder.max_frame();
+    let mut buffer = std::mem::take(decoder.buffer_mut());
     loop {
+        let mut offset = 0;
         loop {
-            match decoder.next_frame() {
-                Ok(Some(frame)) => batch.handle(shared, frame),
-                Ok(None) => break,
-                Err(error) => {
-                    batch.deliver(shared);
-                    return format!("the gateway sent a malformed frame: {error}");
+            let rest = &buffer[offset..];
+            match frame_length(rest, max_frame) {
+                Ok(Some(length)) => {
+                    let frame = &rest[..length];
+                    match HeaderView::parse(frame) {
+                        Ok(header) => batch.handle_in_place(shared, offset, frame, &header),
+                        Err(error) => {
+                            return format!("the gateway sent a malformed frame: {error}");
+                        }
+                    }
+                    offset += length;
                 }
+                Ok(None) => break,
+                Err(error) => return format!("the gateway sent a malformed frame: {error}"),
             }
         }
-        batch.deliver(shared);
-        let buffer = decoder.buffer_mut();
-        if buffer.capacity() - buffer.len() < READ_CHUNK {
-            buffer.reserve(READ_CHUNK);
+        if offset > 0 {
+            let chunk = buffer.split_to(offset).freeze();
+            batch.deliver(shared, &chunk);
         }
-        match reader.read_buf(buffer).await {
+        // Room for at least READ_CHUNK, or for the rest of a large frame already started.
+        let wanted = buffer
+            .first_chunk::<4>()
+            .map_or(0, |prefix| i32::from_le_bytes(*prefix).max(0) as usize)
+            .saturating_sub(buffer.len())
+            .max(READ_CHUNK);
+        if buffer.capacity() - buffer.len() < wanted {
+            buffer.reserve(wanted);
+        }
+        match reader.read_buf(&mut buffer).await {
             Ok(0) => return "the gateway closed the connection".to_owned(),
             Ok(read) => {
                 Counters::add(&shared.counters.read_calls, 1);
@@ -546,22 +586,83 @@ async fn read_loop(
     }
 }
 
-/// Messages decoded from one read, delivered together: one dispatch-queue lock per read, not per
+/// The frames of one read, delivered together: one dispatch-queue lock per read, not per
 /// message.
 #[derive(Default)]
 struct Batch {
-    /// For callbacks, through the dispatch queue.
-    queued: Vec<QueuedMessage>,
+    /// For callbacks, through the dispatch queue: positions in the read's buffer.
+    queued: DispatchBatch,
+    /// Frames handled once the read's buffer is shared: (offset, length).
+    deferred: Vec<(usize, usize)>,
     /// For async streams.
     streamed: Vec<QueuedMessage>,
     /// The last subscription looked up (consecutive messages are often for the same one).
     last: Option<Arc<SubscriptionEntry>>,
+    /// The last subject found to be UTF-8.
+    last_valid_subject: Vec<u8>,
+    /// Frames handled since the last delivery (added to the shared counter once per batch).
+    frames: u64,
 }
 
 impl Batch {
-    /// Handles one frame from the gateway.
+    /// Handles one frame at `offset` in the read buffer: messages for callback subscriptions
+    /// right here, the rest later (see [`read_loop`]).
+    fn handle_in_place(
+        &mut self,
+        shared: &Shared,
+        offset: usize,
+        frame: &[u8],
+        header: &HeaderView<'_>,
+    ) {
+        self.frames += 1;
+        if header.action() == Some(Action::SendMessage)
+            && header.subscription_id != INBOX_SUBSCRIPTION_ID
+            && self.select(shared, header.subscription_id)
+            && self.last.as_ref().is_some_and(|entry| entry.is_callback())
+        {
+            self.queue_for_callback(shared, offset, frame, header);
+        } else {
+            self.deferred.push((offset, frame.len()));
+        }
+    }
+
+    /// A message for the callback subscription in `last`: admitted against its pending limit,
+    /// validated, and recorded by position.
+    fn queue_for_callback(
+        &mut self,
+        shared: &Shared,
+        offset: usize,
+        frame: &[u8],
+        header: &HeaderView<'_>,
+    ) {
+        let subject_ok = self.subjects_are_utf8(header.subject, header.reply_subject);
+        let Some(entry) = &self.last else {
+            return;
+        };
+        let size = frame.len();
+        let limits = &shared.params.pending_limits;
+        if let Admit::Dropped { report, dropped } =
+            entry.admit(size, limits, self.queued.admitted_for(entry))
+        {
+            report_dropped(shared, entry, report, dropped);
+            return;
+        }
+        match header.validate_body(frame) {
+            Ok(()) if subject_ok => self.queued.push(entry, offset, size),
+            Ok(()) => report_undecodable_bytes(
+                shared,
+                frame,
+                mm_wire::DecodeError::Truncated {
+                    what: "UTF-8 subject",
+                    offset: 8,
+                },
+            ),
+            Err(error) => report_undecodable_bytes(shared, frame, error),
+        }
+    }
+
+    /// Handles one frame from the gateway that was not handled in place.
     fn handle(&mut self, shared: &Shared, frame: Frame) {
-        Counters::add(&shared.counters.frames_in, 1);
         match frame.action() {
             Some(Action::SendMessage) => self.on_message(shared, frame),
             Some(Action::Ping) => {
@@ -594,16 +695,16 @@ impl Batch {
         }
     }
 
+    /// A message not handled in place: a request's reply, or one for an async stream.
     fn on_message(&mut self, shared: &Shared, frame: Frame) {
         let subscription_id = frame.subscription_id();
-        let subject_ok = std::str::from_utf8(frame.subject()).is_ok()
-            && std::str::from_utf8(frame.reply_subject()).is_ok();
+        let subject_ok = self.subjects_are_utf8(frame.subject(), frame.reply_subject());
         if subscription_id == INBOX_SUBSCRIPTION_ID {
             let Some(number) = shared.requests.reply_number(frame.subject()) else {
                 return;
             };
             let outcome = match frame.message() {
-                Ok(message) if subject_ok => Outcome::Reply(Received::new(frame, message)),
+                Ok(message) if subject_ok => Outcome::Reply(Received::with_message(frame, message)),
                 Ok(_) => return,
                 Err(error) => {
                     report_undecodable(shared, &frame, error);
@@ -619,85 +720,117 @@ impl Batch {
             }
             return;
         }
-        let Some(entry) = self.lookup(shared, subscription_id) else {
+        if !self.select(shared, subscription_id) {
             // Unsubscribed meanwhile: the gateway had already sent it.
+            return;
+        }
+        let Some(entry) = &self.last else {
             return;
         };
         let size = frame.len();
-        let limits = &shared.params.pending_limits;
-        match entry.admit(size, limits) {
-            Admit::Accepted => {}
-            Admit::Dropped { report, dropped } => {
-                Counters::add(&shared.counters.messages_dropped, 1);
-                if report {
-                    log!(
-                        shared,
-                        Warn,
-                        "subscription {} (`{}`) passed its pending limit ({} messages or {} bytes); dropping messages",
-                        entry.id,
-                        entry.pattern,
-                        limits.messages,
-                        limits.bytes
-                    );
-                    shared.notifier.notify(Notification::MessagesDropped {
-                        subscription_id: entry.id,
-                        pattern: entry.pattern.clone(),
-                        dropped,
-                    });
-                }
-                return;
-            }
+        if let Admit::Dropped { report, dropped } =
+            entry.admit(size, &shared.params.pending_limits, (0, 0))
+        {
+            report_dropped(shared, entry, report, dropped);
+            return;
         }
-        let message = match frame.message() {
-            Ok(message) if subject_ok => message,
-            Ok(_) => {
-                entry.release(size);
-                report_undecodable(
-                    shared,
-                    &frame,
-                    mm_wire::DecodeError::Truncated {
-                        what: "UTF-8 subject",
-                        offset: 8,
-                    },
-                );
-                return;
+        match frame.validate_message() {
+            Ok(()) if subject_ok => {
+                entry.add_pending(1, size);
+                self.streamed.push((entry.clone(), Received::new(frame)));
             }
-            Err(error) => {
-                entry.release(size);
-                report_undecodable(shared, &frame, error);
-                return;
-            }
-        };
-        let received = Received::new(frame, message);
-        if entry.is_callback() {
-            self.queued.push((entry, received));
-        } else {
-            self.streamed.push((entry, received));
+            Ok(()) => report_undecodable(
+                shared,
+                &frame,
+                mm_wire::DecodeError::Truncated {
+                    what: "UTF-8 subject",
+                    offset: 8,
+                },
+            ),
+            Err(error) => report_undecodable(shared, &frame, error),
         }
     }
 
-    /// The live subscription with this id.
-    fn lookup(&mut self, shared: &Shared, id: u32) -> Option<Arc<SubscriptionEntry>> {
+    /// Whether a frame's subject and reply subject are UTF-8. Consecutive messages usually
+    /// share a subject: the last one found valid is remembered and compared first.
+    fn subjects_are_utf8(&mut self, subject: &[u8], reply: &[u8]) -> bool {
+        let subject_ok = if self.last_valid_subject.as_slice() == subject {
+            true
+        } else if std::str::from_utf8(subject).is_ok() {
+            self.last_valid_subject.clear();
+            self.last_valid_subject.extend_from_slice(subject);
+            true
+        } else {
+            false
+        };
+        subject_ok && (reply.is_empty() || std::str::from_utf8(reply).is_ok())
+    }
+
+    /// Makes `last` the live subscription with this id; false if there is none.
+    fn select(&mut self, shared: &Shared, id: u32) -> bool {
         if let Some(last) = &self.last {
             if last.id == id && last.is_active() {
-                return Some(last.clone());
+                return true;
             }
         }
-        let entry = shared.subscriptions.lock().get(&id).cloned()?;
-        self.last = Some(entry.clone());
-        Some(entry)
+        self.last = shared.subscriptions.lock().get(&id).cloned();
+        self.last.is_some()
     }
 
-    /// Hands the batch to the dispatch queue and the streams.
-    fn deliver(&mut self, shared: &Shared) {
-        if !self.queued.is_empty() {
-            shared.dispatch.push_batch(self.queued.drain(..));
+    /// Hands the read's callback messages to the dispatch queue, then handles the deferred
+    /// frames and feeds the streams. `chunk` is the read's buffer.
+    fn deliver(&mut self, shared: &Shared, chunk: &Bytes) {
+        if self.frames > 0 {
+            Counters::add(&shared.counters.frames_in, std::mem::take(&mut self.frames));
         }
+        if !self.queued.is_empty() {
+            self.queued.set_chunk(chunk.clone());
+            shared.dispatch.push_batch(&mut self.queued);
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        for &(offset, length) in &deferred {
+            // Cannot fail: the same bytes parsed as a frame in `read_loop`.
+            if let Ok(frame) = Frame::parse(chunk.slice(offset..offset + length)) {
+                self.handle(shared, frame);
+            }
+        }
+        self.deferred = deferred;
+        self.deferred.clear();
         for (entry, received) in self.streamed.drain(..) {
             entry.send_to_stream(received);
         }
         // Do not keep a subscription alive between reads.
         self.last = None;
+    }
+}
+
+/// The first drop of an overflow: logged and handed to the hook (later ones are only counted).
+fn report_dropped(shared: &Shared, entry: &SubscriptionEntry, report: bool, dropped: u64) {
+    Counters::add(&shared.counters.messages_dropped, 1);
+    if !report {
+        return;
+    }
+    let limits = &shared.params.pending_limits;
+    log!(
+        shared,
+        Warn,
+        "subscription {} (`{}`) passed its pending limit ({} messages or {} bytes); dropping messages",
+        entry.id,
+        entry.pattern,
+        limits.messages,
+        limits.bytes
+    );
+    shared.notifier.notify(Notification::MessagesDropped {
+        subscription_id: entry.id,
+        pattern: entry.pattern.clone(),
+        dropped,
+    });
+}
+
+/// [`report_undecodable`] for a frame still in the read buffer.
+fn report_undecodable_bytes(shared: &Shared, frame: &[u8], error: mm_wire::DecodeError) {
+    if let Ok(frame) = Frame::parse(Bytes::copy_from_slice(frame)) {
+        report_undecodable(shared, &frame, error);
     }
 }
 

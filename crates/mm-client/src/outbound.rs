@@ -19,8 +19,21 @@
 //!
 //! The lock is a `std::sync::Mutex`, not an async one: it is held only to append or swap, never
 //! across an `.await` or a syscall, and the blocking API must not need a runtime.
+//!
+//! **Direct writes.** Waking the engine costs a thread hand-off — several microseconds that a
+//! request/reply round trip pays twice on each side. So when a frame lands in an empty buffer,
+//! no write is in progress, and the socket has been quiet for [`QUIET_BEFORE_DIRECT_WRITE`], the
+//! publishing thread writes the frame itself (non-blocking; whatever the kernel does not take goes
+//! back to the front of the buffer for the engine). Under load the socket is never quiet that
+//! long, so bursts still go through the engine and coalesce. One writer at a time: `writing`
+//! marks whoever holds the socket (the engine between `take` and `write_finished`, or a
+//! publisher writing directly).
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::io::Write;
+use std::net::TcpStream as StdTcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mm_wire::{Action, EncodeError, HeaderView, frame_length};
@@ -28,6 +41,11 @@ use tokio::sync::Notify;
 
 /// Initial capacity of each of the two buffers.
 const INITIAL_CAPACITY: usize = 64 * 1024;
+
+/// How long the socket must have been quiet before a publisher writes directly. Shorter than a
+/// loopback round trip (so sequential requests and replies write directly), longer than the gap
+/// between writes of a busy stream (so bursts keep coalescing in the engine).
+const QUIET_BEFORE_DIRECT_WRITE: Duration = Duration::from_micros(20);
 
 /// Where the connection to the gateway stands, as far as output is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +120,18 @@ pub(crate) struct OutboundState {
     bytes: u64,
     /// Blocking publishers waiting on [`Outbound::drained`].
     waiting: usize,
+    /// The session's socket, for direct writes (a second handle to it). `None` unless connected.
+    socket: Option<Arc<StdTcpStream>>,
+    /// Whether someone holds the socket for writing (the engine or a direct writer).
+    writing: bool,
+    /// When the last write finished.
+    last_write: Instant,
+}
+
+/// A direct write claimed under the lock, done outside it.
+struct DirectWrite {
+    socket: Arc<StdTcpStream>,
+    bytes: BytesMut,
 }
 
 /// The shared output buffer with its wake-ups. One per connection, inside the shared state.
@@ -119,6 +149,10 @@ pub(crate) struct Outbound {
     high_water: usize,
     /// Bound on publishes kept while reconnecting.
     reconnect_limit: usize,
+    /// `write` calls made by direct writers (the engine counts its own).
+    pub(crate) direct_write_calls: AtomicU64,
+    /// Bytes written by direct writers.
+    pub(crate) direct_bytes_written: AtomicU64,
 }
 
 impl Outbound {
@@ -133,12 +167,76 @@ impl Outbound {
                 frames: 0,
                 bytes: 0,
                 waiting: 0,
+                socket: None,
+                writing: false,
+                last_write: Instant::now(),
             }),
             drained: Condvar::new(),
             drained_async: Notify::new(),
             wake_engine: Notify::new(),
             high_water,
             reconnect_limit,
+            direct_write_calls: AtomicU64::new(0),
+            direct_bytes_written: AtomicU64::new(0),
+        }
+    }
+
+    /// After a push that found the buffer empty: claims the socket for a direct write if nobody
+    /// is writing and the socket has been quiet (see the module doc). Called under the lock.
+    fn claim_direct(state: &mut OutboundState) -> Option<DirectWrite> {
+        if state.writing || state.last_write.elapsed() < QUIET_BEFORE_DIRECT_WRITE {
+            return None;
+        }
+        let socket = state.socket.clone()?;
+        state.writing = true;
+        Some(DirectWrite {
+            socket,
+            bytes: state.buffer.split(),
+        })
+    }
+
+    /// Does a claimed direct write (outside the lock). What the kernel does not take goes back
+    /// to the front of the buffer, and the engine is woken for it and for anything queued
+    /// meanwhile.
+    fn write_direct(&self, direct: DirectWrite) {
+        let DirectWrite { socket, bytes } = direct;
+        let written = match (&*socket).write(&bytes) {
+            Ok(written) => {
+                self.direct_write_calls.fetch_add(1, Ordering::Relaxed);
+                self.direct_bytes_written
+                    .fetch_add(written as u64, Ordering::Relaxed);
+                written
+            }
+            // Would block, or failed: the engine retries, and sees the failure if it persists.
+            Err(_) => 0,
+        };
+        let mut state = self.lock();
+        state.writing = false;
+        state.last_write = Instant::now();
+        if written < bytes.len() {
+            let mut front = BytesMut::with_capacity(bytes.len() - written + state.buffer.len());
+            front.extend_from_slice(&bytes[written..]);
+            front.extend_from_slice(&state.buffer);
+            state.buffer = front;
+        }
+        let wake = !state.buffer.is_empty();
+        drop(state);
+        if wake {
+            self.wake_engine.notify_one();
+        }
+    }
+
+    /// After a push that found the buffer empty: write directly, or wake the engine.
+    fn after_first_frame(&self, mut state: MutexGuard<'_, OutboundState>) {
+        match Self::claim_direct(&mut state) {
+            Some(direct) => {
+                drop(state);
+                self.write_direct(direct);
+            }
+            None => {
+                drop(state);
+                self.wake_engine.notify_one();
+            }
         }
     }
 
@@ -219,10 +317,9 @@ impl Outbound {
                         .unwrap_or_else(PoisonError::into_inner);
                     state.waiting -= 1;
                 }
-                Ok((pushed, wake)) => {
-                    drop(state);
-                    if wake {
-                        self.wake_engine.notify_one();
+                Ok((pushed, first)) => {
+                    if first {
+                        self.after_first_frame(state);
                     }
                     return Ok(pushed);
                 }
@@ -247,10 +344,10 @@ impl Outbound {
                 let mut state = self.lock();
                 match self.try_push(&mut state, admission, &mut encode) {
                     Err(PushError::Full) => {}
-                    Ok((pushed, wake)) => {
-                        drop(state);
-                        if wake {
-                            self.wake_engine.notify_one();
+                    Ok((pushed, first)) => {
+                        // A direct write is a non-blocking syscall: fine on a runtime thread.
+                        if first {
+                            self.after_first_frame(state);
                         }
                         return Ok(pushed);
                     }
@@ -274,10 +371,9 @@ impl Outbound {
             return Err(PushError::Closed);
         }
         update();
-        let (pushed, wake) = self.try_push(&mut state, Admission::Interest, &mut encode)?;
-        drop(state);
-        if wake {
-            self.wake_engine.notify_one();
+        let (pushed, first) = self.try_push(&mut state, Admission::Interest, &mut encode)?;
+        if first {
+            self.after_first_frame(state);
         }
         Ok(pushed)
     }
@@ -290,19 +386,33 @@ impl Outbound {
         self.push_blocking(Admission::Control, encode).map(|_| ())
     }
 
-    /// Engine side: swaps the queued frames into `spare` (which must be empty). Returns false if
-    /// there was nothing to take.
+    /// Engine side: swaps the queued frames into `spare` (which must be empty) and holds the
+    /// socket for writing until [`Outbound::write_finished`]. Returns false if there was nothing
+    /// to take, or a direct writer holds the socket (it wakes the engine when done).
     pub(crate) fn take(&self, spare: &mut BytesMut) -> bool {
         debug_assert!(spare.is_empty());
         let mut state = self.lock();
-        if state.buffer.is_empty() {
+        if state.buffer.is_empty() || state.writing {
             return false;
         }
+        state.writing = true;
         std::mem::swap(&mut state.buffer, spare);
         let waiting = state.waiting > 0;
         drop(state);
         self.wake_publishers(waiting);
         true
+    }
+
+    /// Whether someone holds the socket for writing.
+    pub(crate) fn is_writing(&self) -> bool {
+        self.lock().writing
+    }
+
+    /// Engine side: the write of what [`Outbound::take`] gave is done (or failed).
+    pub(crate) fn write_finished(&self) {
+        let mut state = self.lock();
+        state.writing = false;
+        state.last_write = Instant::now();
     }
 
     fn wake_publishers(&self, blocking: bool) {
@@ -319,9 +429,12 @@ impl Outbound {
     pub(crate) fn open(
         &self,
         max_frame: u32,
+        socket: Option<StdTcpStream>,
         build_prefix: impl FnOnce(&mut BytesMut) -> u64,
     ) -> usize {
         let mut state = self.lock();
+        state.socket = socket.map(Arc::new);
+        state.writing = false;
         let replay = state.buffer.split();
         state.frames += build_prefix(&mut state.buffer);
         state.bytes += state.buffer.len() as u64;
@@ -340,6 +453,7 @@ impl Outbound {
     pub(crate) fn lose(&self, next: LinkState) {
         let mut state = self.lock();
         state.link = next;
+        state.socket = None;
         if next == LinkState::Reconnecting {
             let kept = keep_publishes(&state.buffer, self.reconnect_limit);
             state.buffer = kept;
@@ -357,6 +471,7 @@ impl Outbound {
         let mut state = self.lock();
         let previous = state.link;
         state.link = LinkState::Closed;
+        state.socket = None;
         if previous != LinkState::Connected {
             state.buffer.clear();
         }
@@ -401,7 +516,7 @@ mod tests {
     #[test]
     fn losing_the_link_keeps_publishes_only() {
         let outbound = Outbound::new(1 << 20, 1 << 20);
-        outbound.open(mm_wire::DEFAULT_MAX_FRAME, |_| 0);
+        outbound.open(mm_wire::DEFAULT_MAX_FRAME, None, |_| 0);
         outbound
             .push_blocking(Admission::Publish, |out| publish(out, "A"))
             .unwrap();
@@ -441,7 +556,7 @@ mod tests {
             outbound.push_control(|out| publish(out, "X")),
             Err(PushError::NotConnected)
         ));
-        let replayed = outbound.open(mm_wire::DEFAULT_MAX_FRAME, |_| 0);
+        let replayed = outbound.open(mm_wire::DEFAULT_MAX_FRAME, None, |_| 0);
         assert!(replayed > 0);
         assert!(outbound.take(&mut spare));
         assert_eq!(spare.len(), replayed);

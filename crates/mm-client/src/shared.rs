@@ -170,8 +170,10 @@ impl Shared {
         ConnectionStats {
             frames_out,
             bytes_out,
-            write_calls: Counters::get(&counters.write_calls),
-            bytes_written: Counters::get(&counters.bytes_written),
+            write_calls: Counters::get(&counters.write_calls)
+                + Counters::get(&self.outbound.direct_write_calls),
+            bytes_written: Counters::get(&counters.bytes_written)
+                + Counters::get(&self.outbound.direct_bytes_written),
             pending_output_bytes,
             frames_in: Counters::get(&counters.frames_in),
             bytes_in: Counters::get(&counters.bytes_in),
@@ -190,9 +192,12 @@ impl Shared {
 
     /// Checks a publish before anything is encoded (SPEC §6.1).
     pub(crate) fn check_publish(subject: &str, reply_subject: &str) -> Result<(), PublishError> {
-        subject::validate_subject(subject).map_err(|reason| {
-            PublishError::InvalidSubject(InvalidSubject::new("subject", subject, reason))
-        })?;
+        if !subject_known_valid(subject) {
+            subject::validate_subject(subject).map_err(|reason| {
+                PublishError::InvalidSubject(InvalidSubject::new("subject", subject, reason))
+            })?;
+            remember_valid_subject(subject);
+        }
         subject::validate_reply_subject(reply_subject).map_err(|reason| {
             PublishError::InvalidReplySubject(InvalidSubject::new(
                 "reply subject",
@@ -422,5 +427,27 @@ pub(crate) struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.close_blocking();
+    }
+}
+
+thread_local! {
+    /// The subject this thread last published to and found valid. Publishers usually send many
+    /// messages to one subject in a row; comparing bytes is cheaper than validating again.
+    static LAST_VALID_SUBJECT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Whether `subject` is the one this thread last validated.
+fn subject_known_valid(subject: &str) -> bool {
+    LAST_VALID_SUBJECT.with(|last| last.borrow().as_str() == subject)
+}
+
+/// Remembers a subject found valid (short ones only: the cache must stay cheap).
+fn remember_valid_subject(subject: &str) {
+    if subject.len() <= 64 {
+        LAST_VALID_SUBJECT.with(|last| {
+            let mut last = last.borrow_mut();
+            last.clear();
+            last.push_str(subject);
+        });
     }
 }

@@ -98,6 +98,14 @@ fn decode(c: &mut Criterion) {
         });
     }
 
+    for (name, bytes) in [
+        ("validate_small_34B", vector("send-message.bin")),
+        ("validate_all_types_243B", vector("all-types-frame.bin")),
+    ] {
+        let frame = Frame::parse(bytes).expect("valid");
+        group.bench_function(name, |b| b.iter(|| black_box(&frame).validate_message()));
+    }
+
     // The incremental decoder cutting 1 000 small frames out of one buffer.
     let stream: Vec<u8> = vector("send-message.bin").repeat(1000);
     group.throughput(Throughput::Elements(1000));

@@ -2,9 +2,12 @@
 //! `Field := name:str type:u8 value`.
 //!
 //! Decoding recurses once per nesting level and refuses to go past [`MAX_DEPTH`], so recursion is
-//! bounded by a constant, not by the input. Encoding is two passes: [`measure`] checks depth and
+//! bounded by a constant, not by the input. One walker serves both decoding and validation
+//! (checking that a body decodes without building anything), so the two can never disagree. Encoding is two passes: [`measure`] checks depth and
 //! lengths and computes the size, [`write`] appends the bytes and cannot fail — so a frame's
 //! length prefix is known before its first byte is written and no placeholder is ever patched.
+
+use std::ops::Range;
 
 use bytes::{BufMut, Bytes};
 
@@ -18,14 +21,90 @@ const MIN_FIELD_SIZE: usize = 6;
 /// Decodes the Message at the start of `body`; `base` is added to offsets in errors.
 pub(crate) fn decode(body: &Bytes, base: usize) -> Result<Message, DecodeError> {
     let mut reader = Reader::new(body, base);
-    decode_message(&mut reader, body, 1)
+    walk(&mut reader, &mut Build { body }, 1)
 }
 
-fn decode_message(
+/// Checks that the Message at the start of `body` decodes, without building it: no allocation.
+/// Exactly the checks of [`decode`], so a body that validates always decodes.
+pub(crate) fn validate(body: &[u8], base: usize) -> Result<(), DecodeError> {
+    let mut reader = Reader::new(body, base);
+    walk(&mut reader, &mut Check, 1)
+}
+
+/// A decoded value, with strings and blobs as ranges of the body and nested messages as whatever
+/// the [`Visit`] builds.
+enum Value<M> {
+    String(Range<usize>),
+    I32(i32),
+    U32(u32),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    Blob(Range<usize>),
+    Message(M),
+}
+
+/// What [`walk`] builds from the fields it reads.
+trait Visit {
+    /// A (nested) message under construction.
+    type Message;
+    /// Starts a message of (at most) `capacity` fields.
+    fn message(&mut self, capacity: usize) -> Self::Message;
+    /// Adds a field.
+    fn field(
+        &mut self,
+        message: &mut Self::Message,
+        name: Range<usize>,
+        value: Value<Self::Message>,
+    );
+}
+
+/// Builds a [`Message`] whose strings and blobs share the body's buffer.
+struct Build<'a> {
+    body: &'a Bytes,
+}
+
+impl Visit for Build<'_> {
+    type Message = Message;
+
+    fn message(&mut self, capacity: usize) -> Message {
+        Message::with_capacity(capacity)
+    }
+
+    fn field(&mut self, message: &mut Message, name: Range<usize>, value: Value<Message>) {
+        let value = match value {
+            Value::String(range) => FieldValue::String(Text::from_bytes(self.body.slice(range))),
+            Value::I32(value) => FieldValue::I32(value),
+            Value::U32(value) => FieldValue::U32(value),
+            Value::I64(value) => FieldValue::I64(value),
+            Value::U64(value) => FieldValue::U64(value),
+            Value::F64(value) => FieldValue::F64(value),
+            Value::Bool(value) => FieldValue::Bool(value),
+            Value::Blob(range) => FieldValue::Blob(self.body.slice(range)),
+            Value::Message(nested) => FieldValue::Message(nested),
+        };
+        message.push_field(Field::new(Text::from_bytes(self.body.slice(name)), value));
+    }
+}
+
+/// Builds nothing: validation only.
+struct Check;
+
+impl Visit for Check {
+    type Message = ();
+
+    fn message(&mut self, _capacity: usize) {}
+
+    fn field(&mut self, _message: &mut (), _name: Range<usize>, _value: Value<()>) {}
+}
+
+/// Reads one Message (field count and fields), nesting at most to [`MAX_DEPTH`].
+fn walk<V: Visit>(
     reader: &mut Reader<'_>,
-    body: &Bytes,
+    visit: &mut V,
     depth: usize,
-) -> Result<Message, DecodeError> {
+) -> Result<V::Message, DecodeError> {
     if depth > MAX_DEPTH {
         return Err(DecodeError::TooDeep {
             max: MAX_DEPTH,
@@ -35,10 +114,9 @@ fn decode_message(
     let count = reader.count("field count")?;
     // Never reserve more than the remaining bytes could hold: a huge count in a small frame
     // must not turn into a huge allocation.
-    let mut message = Message::with_capacity(count.min(reader.remaining() / MIN_FIELD_SIZE));
+    let mut message = visit.message(count.min(reader.remaining() / MIN_FIELD_SIZE));
     for _ in 0..count {
         let name = reader.length_prefixed("field name")?;
-        let name = Text::from_bytes(body.slice(name));
         let type_offset = reader.offset();
         let type_byte = reader.u8("field type")?;
         let field_type = FieldType::from_code(type_byte).ok_or(DecodeError::InvalidFieldType {
@@ -46,23 +124,17 @@ fn decode_message(
             offset: type_offset,
         })?;
         let value = match field_type {
-            FieldType::String => {
-                let range = reader.length_prefixed("string value")?;
-                FieldValue::String(Text::from_bytes(body.slice(range)))
-            }
-            FieldType::I32 => FieldValue::I32(reader.i32("int32 value")?),
-            FieldType::U32 => FieldValue::U32(reader.u32("uint32 value")?),
-            FieldType::I64 => FieldValue::I64(reader.i64("int64 value")?),
-            FieldType::U64 => FieldValue::U64(reader.u64("uint64 value")?),
-            FieldType::F64 => FieldValue::F64(f64::from_bits(reader.u64("double value")?)),
-            FieldType::Bool => FieldValue::Bool(reader.u8("bool value")? == 1),
-            FieldType::Blob => {
-                let range = reader.length_prefixed("blob value")?;
-                FieldValue::Blob(body.slice(range))
-            }
-            FieldType::Message => FieldValue::Message(decode_message(reader, body, depth + 1)?),
+            FieldType::String => Value::String(reader.length_prefixed("string value")?),
+            FieldType::I32 => Value::I32(reader.i32("int32 value")?),
+            FieldType::U32 => Value::U32(reader.u32("uint32 value")?),
+            FieldType::I64 => Value::I64(reader.i64("int64 value")?),
+            FieldType::U64 => Value::U64(reader.u64("uint64 value")?),
+            FieldType::F64 => Value::F64(f64::from_bits(reader.u64("double value")?)),
+            FieldType::Bool => Value::Bool(reader.u8("bool value")? == 1),
+            FieldType::Blob => Value::Blob(reader.length_prefixed("blob value")?),
+            FieldType::Message => Value::Message(walk(reader, visit, depth + 1)?),
         };
-        message.push_field(Field::new(name, value));
+        visit.field(&mut message, name, value);
     }
     Ok(message)
 }

@@ -172,6 +172,13 @@ impl Frame {
         body::decode(&self.body(), self.layout.body_offset as usize)
     }
 
+    /// Checks that the body decodes (see [`Message::validate`]) without decoding it. Error
+    /// offsets count from the start of the frame.
+    pub fn validate_message(&self) -> Result<(), DecodeError> {
+        let offset = self.layout.body_offset as usize;
+        body::validate(&self.bytes[offset..], offset)
+    }
+
     /// The whole frame, length prefix included.
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {

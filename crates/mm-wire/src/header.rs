@@ -68,6 +68,14 @@ impl<'a> HeaderView<'a> {
         Action::from_byte(self.action_byte)
     }
 
+    /// Checks that the body of `frame` — the frame this header was parsed from — decodes,
+    /// without decoding it (see [`crate::Message::validate`]). Error offsets count from the start
+    /// of the frame.
+    pub fn validate_body(&self, frame: &[u8]) -> Result<(), DecodeError> {
+        let body = frame.get(self.body_offset..).unwrap_or_default();
+        crate::body::validate(body, self.body_offset)
+    }
+
     /// The subject as text, if it is valid UTF-8.
     pub fn subject_str(&self) -> Option<&'a str> {
         std::str::from_utf8(self.subject).ok()

@@ -297,6 +297,12 @@ impl Message {
         body::decode(body, 0)
     }
 
+    /// Checks that `body` decodes — every rule of [`Message::decode`] — without building the
+    /// Message or allocating. A body that validates always decodes.
+    pub fn validate(body: &[u8]) -> Result<(), DecodeError> {
+        body::validate(body, 0)
+    }
+
     /// Decodes a Message from a borrowed slice (copies it once; prefer [`Message::decode`]).
     pub fn decode_from_slice(body: &[u8]) -> Result<Message, DecodeError> {
         body::decode(&Bytes::copy_from_slice(body), 0)

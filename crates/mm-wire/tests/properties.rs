@@ -78,6 +78,7 @@ proptest! {
     #[test]
     fn body_round_trip(message in arb_message()) {
         let bytes = message.to_bytes().unwrap();
+        prop_assert_eq!(Message::validate(&bytes), Ok(()));
         prop_assert_eq!(bytes.len(), message.encoded_len().unwrap());
         prop_assert_eq!(Message::decode(&bytes).unwrap(), message);
     }
@@ -126,6 +127,12 @@ fn decode_everything(bytes: &[u8], max_frame: u32) -> usize {
         frames += 1;
         let header = frame.header();
         let _ = mm_wire::subject::validate_pattern_bytes(header.subject);
+        // Validation and decoding agree, error for error.
+        assert_eq!(
+            frame.validate_message(),
+            frame.message().map(|_| ()),
+            "validate and decode disagree on {frame:?}"
+        );
         if let Ok(message) = frame.message() {
             // Decoded messages must re-encode and render.
             let _ = message.to_bytes().unwrap();
