@@ -1,27 +1,45 @@
 //! [`OutboundBuffer`]: a connection's queued output, written to the socket in as few syscalls as
 //! possible.
 //!
-//! Deliveries append whole frames; the service loop writes the buffer once per batch (one
-//! `write` for everything queued since the last one), so under load many frames leave in one
-//! syscall. The buffer has a byte bound (SPEC §6.3), enforced by the service loop: this type only
-//! reports how full it is.
+//! Deliveries append whole frames; the service loop writes the buffer once per batch, so under
+//! load many frames leave in one syscall. The buffer has a byte bound (SPEC §6.3), enforced by the
+//! service loop: this type only reports how full it is.
 //!
-//! An idle connection should cost almost nothing, so the service releases the buffers of
+//! The bytes live in a queue of chunks of [`CHUNK_BYTES`] (a frame larger than that gets a chunk
+//! of its own; frames never straddle chunks, so each one can be patched in place), written with
+//! one vectored `write` of up to [`MAX_WRITE_CHUNKS`] chunks. The rejected alternative, one
+//! contiguous buffer, has to grow by reallocating: a subscriber with 100 MiB queued held 256 MiB
+//! of capacity, and every growth copied the whole backlog. With chunks, memory follows the queued
+//! bytes — at most one partly filled chunk more — and nothing is ever copied after it is queued.
+//! (nats-server's outbound queue is built the same way.)
+//!
+//! An idle connection should cost almost nothing, so the service releases the chunk kept by
 //! connections that have written nothing for a while ([`OutboundBuffer::release`]).
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 
 use bytes::{Buf, BytesMut};
 
+/// Size of a chunk: large enough that a busy connection's write carries many frames per chunk,
+/// small enough that a lightly used connection does not hold much.
+pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Most chunks written by one `write` (64 × 64 KiB = 4 MiB, far above what a socket takes at
+/// once; the kernel caps iovecs at 1024).
+const MAX_WRITE_CHUNKS: usize = 64;
+
 /// Queued output of one connection.
 ///
-/// Invariants: `0 <= pending() <= bound` after every flush, or the connection is being closed as
-/// a slow consumer; `frame_lengths` lists the frames in `bytes`, front first, and their sum minus
-/// `front_written` equals `bytes.len()`.
+/// Invariants: `pending == Σ chunk.len()`; `0 <= pending <= bound` after every flush, or the
+/// connection is being closed as a slow consumer; `frame_lengths` lists the queued frames, front
+/// first, and `Σ frame_lengths − front_written == pending`; no frame straddles two chunks.
 #[derive(Debug, Default)]
 pub(crate) struct OutboundBuffer {
-    /// Bytes not yet written. The front is the next byte to write.
-    bytes: BytesMut,
+    /// Unwritten bytes, front first. The last chunk is the one being filled.
+    chunks: VecDeque<BytesMut>,
+    /// Bytes in `chunks`.
+    pending: usize,
     /// Length of every queued frame, front first. Kept beside the bytes (4 bytes per frame,
     /// contiguous) rather than found by reading each frame's length prefix when it is written:
     /// that walk touched one cache line per frame and showed up in profiles.
@@ -31,51 +49,36 @@ pub(crate) struct OutboundBuffer {
 }
 
 impl OutboundBuffer {
-    /// Appends a whole frame and returns the offset where it starts, so the caller can patch it.
+    /// Appends a whole frame; returns it, in the buffer, for patching (bytes 4..7).
     #[inline]
-    pub(crate) fn push(&mut self, frame: &[u8]) -> usize {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(frame);
+    pub(crate) fn push(&mut self, frame: &[u8]) -> &mut [u8] {
+        let needs_chunk = self
+            .chunks
+            .back()
+            .is_none_or(|last| last.capacity() - last.len() < frame.len());
+        if needs_chunk {
+            self.chunks
+                .push_back(BytesMut::with_capacity(CHUNK_BYTES.max(frame.len())));
+        }
+        self.pending += frame.len();
         self.frame_lengths.push_back(frame.len() as u32);
-        start
-    }
-
-    /// Records that one whole frame of `length` bytes was encoded into
-    /// [`OutboundBuffer::buffer_mut`].
-    #[inline]
-    pub(crate) fn note_encoded_frame(&mut self, length: usize) {
-        self.frame_lengths.push_back(length as u32);
-    }
-
-    /// Mutable access to the queued bytes from `start` on (for patching a frame just pushed).
-    #[inline]
-    pub(crate) fn tail_mut(&mut self, start: usize) -> &mut [u8] {
-        &mut self.bytes[start..]
-    }
-
-    /// The buffer, for encoding a whole frame straight into it (then call
-    /// [`OutboundBuffer::note_encoded_frame`]).
-    #[inline]
-    pub(crate) fn buffer_mut(&mut self) -> &mut BytesMut {
-        &mut self.bytes
+        // Cannot be `None`: a chunk was just ensured.
+        let last = self.chunks.back_mut().expect("a chunk with room");
+        let start = last.len();
+        last.extend_from_slice(frame);
+        &mut last[start..]
     }
 
     /// Bytes queued and not yet written.
     #[inline]
     pub(crate) fn pending(&self) -> usize {
-        self.bytes.len()
+        self.pending
     }
 
     /// Whether nothing is queued.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
-    /// The bytes to write next.
-    #[inline]
-    pub(crate) fn chunk(&self) -> &[u8] {
-        &self.bytes
+        self.pending == 0
     }
 
     /// Frames queued (the front one possibly partly written).
@@ -84,10 +87,49 @@ impl OutboundBuffer {
         self.frame_lengths.len()
     }
 
-    /// Marks `written` bytes as sent.
-    pub(crate) fn consume(&mut self, written: usize) {
-        self.bytes.advance(written);
-        if self.bytes.is_empty() {
+    /// Writes as much as `write` takes of the queued bytes, offered as one vectored write, and
+    /// returns how many bytes it took. `write` is one `writev` on the socket.
+    pub(crate) fn write_with(
+        &mut self,
+        write: impl FnOnce(&[IoSlice<'_>]) -> std::io::Result<usize>,
+    ) -> std::io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_CHUNKS];
+        let mut count = 0;
+        for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+            *slot = IoSlice::new(chunk);
+            count += 1;
+        }
+        let written = write(&slices[..count])?;
+        self.consume(written);
+        Ok(written)
+    }
+
+    /// Marks `written` bytes as sent: drops written chunks (keeping the last one, emptied, for
+    /// reuse) and keeps count of whole frames.
+    fn consume(&mut self, written: usize) {
+        self.pending -= written;
+        let mut left = written;
+        while left > 0 {
+            let several = self.chunks.len() > 1;
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                if several {
+                    self.chunks.pop_front();
+                } else {
+                    // Keep it for the next frames; `reserve` on an empty, unshared buffer
+                    // reclaims the space already written instead of allocating.
+                    front.clear();
+                    front.reserve(CHUNK_BYTES);
+                }
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+        if self.pending == 0 {
             // Everything went out (the common case): no per-frame work.
             self.frame_lengths.clear();
             self.front_written = 0;
@@ -118,30 +160,47 @@ impl OutboundBuffer {
             0
         };
         let kept_frames = usize::from(keep > 0);
-        let dropped = (
-            self.bytes.len() - keep,
-            self.frame_lengths.len() - kept_frames,
-        );
-        self.bytes = BytesMut::from(&self.bytes[..keep]);
+        let dropped = (self.pending - keep, self.frame_lengths.len() - kept_frames);
+        // Frames never straddle chunks: the rest of the front frame is at the front of the
+        // first chunk.
+        let front = self
+            .chunks
+            .front()
+            .map(|chunk| BytesMut::from(&chunk[..keep.min(chunk.len())]))
+            .unwrap_or_default();
+        self.chunks.clear();
+        if keep > 0 {
+            self.chunks.push_back(front);
+        }
+        self.pending = keep;
         self.frame_lengths.truncate(kept_frames);
         self.frame_lengths.shrink_to_fit();
         dropped
     }
 
-    /// Takes everything queued, leaving the buffer empty.
+    /// Takes everything queued, as one buffer, leaving the buffer empty.
     pub(crate) fn take(&mut self) -> BytesMut {
+        let mut all = BytesMut::with_capacity(self.pending);
+        for chunk in self.chunks.drain(..) {
+            all.extend_from_slice(&chunk);
+        }
+        self.pending = 0;
         self.frame_lengths.clear();
         self.front_written = 0;
-        std::mem::take(&mut self.bytes)
+        all
     }
 
-    /// Frees the allocation of an idle connection once everything has been written. (A drained
-    /// `BytesMut` still holds its allocation even though its view's capacity reads 0.)
+    /// Frees the memory of an idle connection once everything has been written.
     pub(crate) fn release(&mut self) {
-        if self.bytes.is_empty() {
-            self.bytes = BytesMut::new();
-            self.frame_lengths = VecDeque::new();
+        if self.is_empty() {
+            *self = OutboundBuffer::default();
         }
+    }
+
+    /// Bytes allocated, for tests.
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.chunks.iter().map(BytesMut::capacity).sum()
     }
 }
 
@@ -155,26 +214,40 @@ mod tests {
         frame
     }
 
+    /// Writes at most `limit` bytes, like a socket with that much room.
+    fn write(buffer: &mut OutboundBuffer, limit: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        buffer
+            .write_with(|slices| {
+                for slice in slices {
+                    let room = limit - out.len();
+                    out.extend_from_slice(&slice[..slice.len().min(room)]);
+                }
+                Ok(out.len())
+            })
+            .unwrap();
+        out
+    }
+
     #[test]
-    fn push_patch_consume_counts_frames() {
+    fn push_patch_write_counts_frames() {
         let mut buffer = OutboundBuffer::default();
-        let start = buffer.push(&frame(25, 1));
-        buffer.tail_mut(start)[4] = b'X';
-        assert_eq!(buffer.chunk()[4], b'X');
+        buffer.push(&frame(25, 1))[4] = b'X';
         buffer.push(&frame(30, 2));
         buffer.push(&frame(21, 3));
         assert_eq!(buffer.frames(), 3);
-        buffer.consume(10);
+        let first = write(&mut buffer, 10);
+        assert_eq!(first[4], b'X');
         assert_eq!(buffer.frames(), 3);
-        buffer.consume(15);
+        write(&mut buffer, 15);
         assert_eq!(buffer.frames(), 2);
-        buffer.consume(40);
+        write(&mut buffer, 40);
         assert_eq!(buffer.frames(), 1);
         assert_eq!(buffer.pending(), 11);
         // The front frame is partly written: it is kept.
         assert_eq!(buffer.discard(), (0, 0));
         assert_eq!(buffer.pending(), 11);
-        buffer.consume(11);
+        write(&mut buffer, 11);
         assert!(buffer.is_empty());
         assert_eq!(buffer.frames(), 0);
     }
@@ -185,14 +258,44 @@ mod tests {
         buffer.push(&frame(25, 1));
         buffer.push(&frame(30, 2));
         buffer.push(&frame(40, 3));
-        buffer.consume(10);
+        write(&mut buffer, 10);
         assert_eq!(buffer.discard(), (70, 2));
         assert_eq!(buffer.pending(), 15);
         assert_eq!(buffer.frames(), 1);
         buffer.push(&frame(21, 4));
-        buffer.consume(15);
-        assert_eq!(buffer.frames(), 1);
-        assert_eq!(buffer.chunk()[..4], 21i32.to_le_bytes());
+        let rest = write(&mut buffer, 1000);
+        assert_eq!(rest.len(), 36);
+        assert_eq!(rest[15..19], 21i32.to_le_bytes());
+        assert!(buffer.is_empty());
+    }
+
+    #[test]
+    fn memory_follows_the_queue_in_chunks() {
+        let mut buffer = OutboundBuffer::default();
+        let one = frame(1000, 7);
+        for _ in 0..1000 {
+            buffer.push(&one);
+        }
+        // ~1 MB queued: at most one partly filled chunk beyond it, never a doubled buffer.
+        assert_eq!(buffer.pending(), 1_000_000);
+        assert!(buffer.capacity() <= 1_000_000 + CHUNK_BYTES);
+        // A frame larger than a chunk gets its own.
+        buffer.push(&frame(200_000, 8));
+        assert_eq!(buffer.pending(), 1_200_000);
+        // Written in order across chunks.
+        let mut written = Vec::new();
+        while !buffer.is_empty() {
+            written.extend(write(&mut buffer, 100_003));
+        }
+        assert_eq!(written.len(), 1_200_000);
+        assert_eq!(
+            written[999_996..1_000_004],
+            [7, 7, 7, 7, 0x40, 0x0d, 0x03, 0]
+        );
+        // One emptied chunk is kept for reuse, released when idle.
+        assert!(buffer.capacity() > 0);
+        buffer.release();
+        assert_eq!(buffer.capacity(), 0);
     }
 
     #[test]
@@ -201,7 +304,7 @@ mod tests {
         buffer.push(&frame(100, 0));
         buffer.release();
         assert_eq!(buffer.pending(), 100);
-        buffer.consume(100);
+        write(&mut buffer, 100);
         buffer.release();
         assert_eq!(buffer.frames(), 0);
         buffer.push(&frame(30, 1));

@@ -177,6 +177,8 @@ pub(crate) struct ServiceState {
     flush_list: Vec<Slot>,
     /// The shared read buffer (taken out while a batch runs).
     read_buffer: Vec<u8>,
+    /// Where frames the gateway builds are encoded before they are queued.
+    frame_scratch: Vec<u8>,
     /// Incremented for every routed message; lets a link receive each message at most once.
     publish_sequence: u64,
     /// Whether the publisher of the current batch should pause.
@@ -206,6 +208,7 @@ impl ServiceState {
             trie: SubjectTrie::new(),
             flush_list: Vec::new(),
             read_buffer: vec![0; READ_BUFFER_BYTES],
+            frame_scratch: Vec::new(),
             publish_sequence: 0,
             stall_publisher: false,
             batch_origin: None,
@@ -641,8 +644,7 @@ impl ServiceState {
             } else {
                 key.subscription_id
             };
-            let start = connection.outbound.push(frame);
-            patch_subscription_id(connection.outbound.tail_mut(start), subscription_id);
+            patch_subscription_id(connection.outbound.push(frame), subscription_id);
             connection.stats.frames_out += 1;
             connection.stats.bytes_out += frame.len() as u64;
             if !connection.queued_for_flush {
@@ -865,37 +867,35 @@ impl ServiceState {
 
     /// Queues a frame the gateway builds (ACK, ERROR, PONG, NO_RESPONDERS, …) for `slot`.
     pub(crate) fn send_frame(&mut self, slot: Slot, header: &Header<'_>, message: &Message) {
-        let connection = &mut self.connections[slot];
-        if let Ok(length) = encode_frame(connection.outbound.buffer_mut(), header, message) {
-            connection.outbound.note_encoded_frame(length);
-            connection.stats.frames_out += 1;
-            connection.stats.bytes_out += length as u64;
-            self.queue_flush(slot);
+        self.frame_scratch.clear();
+        if encode_frame(&mut self.frame_scratch, header, message).is_ok() {
+            self.queue_built_frame(slot);
         }
     }
 
     /// Queues a frame whose body is already encoded.
     pub(crate) fn send_frame_with_body(&mut self, slot: Slot, header: &Header<'_>, body: &[u8]) {
-        let connection = &mut self.connections[slot];
-        if let Ok(length) =
-            mm_wire::encode_frame_with_body(connection.outbound.buffer_mut(), header, body)
-        {
-            connection.outbound.note_encoded_frame(length);
-            connection.stats.frames_out += 1;
-            connection.stats.bytes_out += length as u64;
-            self.queue_flush(slot);
+        self.frame_scratch.clear();
+        if mm_wire::encode_frame_with_body(&mut self.frame_scratch, header, body).is_ok() {
+            self.queue_built_frame(slot);
         }
     }
 
     /// Queues a control frame (empty body).
     pub(crate) fn send_control(&mut self, slot: Slot, header: &Header<'_>) {
-        let connection = &mut self.connections[slot];
-        if let Ok(length) = encode_control_frame(connection.outbound.buffer_mut(), header) {
-            connection.outbound.note_encoded_frame(length);
-            connection.stats.frames_out += 1;
-            connection.stats.bytes_out += length as u64;
-            self.queue_flush(slot);
+        self.frame_scratch.clear();
+        if encode_control_frame(&mut self.frame_scratch, header).is_ok() {
+            self.queue_built_frame(slot);
         }
+    }
+
+    /// Queues the frame in `frame_scratch` for `slot`.
+    fn queue_built_frame(&mut self, slot: Slot) {
+        let connection = &mut self.connections[slot];
+        connection.outbound.push(&self.frame_scratch);
+        connection.stats.frames_out += 1;
+        connection.stats.bytes_out += self.frame_scratch.len() as u64;
+        self.queue_flush(slot);
     }
 
     fn queue_flush(&mut self, slot: Slot) {
@@ -1173,20 +1173,18 @@ impl ServiceState {
     }
 }
 
-/// Writes as much queued output as the socket takes, in one syscall (a second only if the first
-/// was complete and more remains — which cannot happen, so: one).
+/// Writes as much queued output as the socket takes, with one vectored `write`.
 fn write_some(connection: &mut Connection) -> Result<(), CloseReason> {
     if connection.outbound.is_empty() {
         return Ok(());
     }
+    let stream = &connection.handle.stream;
     match connection
-        .handle
-        .stream
-        .try_write(connection.outbound.chunk())
+        .outbound
+        .write_with(|slices| stream.try_write_vectored(slices))
     {
-        Ok(written) => {
+        Ok(_) => {
             connection.stats.write_calls += 1;
-            connection.outbound.consume(written);
             connection.last_sent = Instant::now();
             Ok(())
         }

@@ -351,7 +351,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     std::fs::write(args.out.join("throughput.svg"), svg)?;
 
     // Gateway RSS under sustained load.
-    report.rss_under_load = Some(rss_under_load(&gateway, if args.quick { 5 } else { 20 })?);
+    report.rss_under_load = Some(rss_under_load(&gateway, if args.quick { 6 } else { 20 })?);
 
     // Scale figures.
     if !args.skip_scale {
@@ -458,16 +458,20 @@ fn rss_under_load(gateway: &Broker, seconds: u64) -> Result<serde_json::Value> {
     let samples = sampler
         .join()
         .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
-    let minimum = samples.iter().copied().min().unwrap_or(0);
-    let maximum = samples.iter().copied().max().unwrap_or(0);
+    // Samples are 0.5 s apart: the one after 2 s is past the warm-up (queues at their working
+    // size); flat means the last is no higher.
+    let after_warmup = samples.get(4).or(samples.last()).copied().unwrap_or(0);
+    let last = samples.last().copied().unwrap_or(0);
     Ok(serde_json::json!({
         "seconds": seconds,
         "messages": result.published,
         "messages_per_second": result.messages_per_second,
-        "rss_min_kib": minimum,
-        "rss_max_kib": maximum,
-        "rss_last_kib": samples.last().copied().unwrap_or(0),
-        "samples": samples.len(),
+        "rss_start_kib": samples.first().copied().unwrap_or(0),
+        "rss_after_warmup_kib": after_warmup,
+        "rss_max_kib": samples.iter().copied().max().unwrap_or(0),
+        "rss_last_kib": last,
+        "flat": last <= after_warmup + after_warmup / 20,
+        "samples": samples,
     }))
 }
 
