@@ -42,27 +42,28 @@ pub fn parse_field(arg: &str) -> anyhow::Result<(String, FieldValue)> {
         None => (left, None),
     };
     let value = match explicit {
-        None => infer(value),
+        None => infer(value).with_context(|| format!("field `{name}`"))?,
         Some(type_name) => typed(type_name, value).with_context(|| format!("field `{name}`"))?,
     };
     Ok((name.to_owned(), value))
 }
 
-/// The value of `name=value`, type inferred.
-pub fn infer(value: &str) -> FieldValue {
+/// The value of `name=value`, type inferred. A number too large for any type is an error, not
+/// an infinity.
+pub fn infer(value: &str) -> anyhow::Result<FieldValue> {
     match value {
-        "true" => return FieldValue::Bool(true),
-        "false" => return FieldValue::Bool(false),
+        "true" => return Ok(FieldValue::Bool(true)),
+        "false" => return Ok(FieldValue::Bool(false)),
         _ => {}
     }
     if let Ok(integer) = value.parse::<i64>() {
-        return match i32::try_from(integer) {
+        return Ok(match i32::try_from(integer) {
             Ok(small) => FieldValue::I32(small),
             Err(_) => FieldValue::I64(integer),
-        };
+        });
     }
     if let Ok(unsigned) = value.parse::<u64>() {
-        return FieldValue::U64(unsigned);
+        return Ok(FieldValue::U64(unsigned));
     }
     let numeric = value.bytes().any(|byte| byte.is_ascii_digit())
         && value
@@ -70,10 +71,24 @@ pub fn infer(value: &str) -> FieldValue {
             .all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'e' | b'E' | b'+' | b'-'));
     if numeric {
         if let Ok(float) = value.parse::<f64>() {
-            return FieldValue::F64(float);
+            return finite(float, value);
         }
     }
-    FieldValue::String(value.into())
+    Ok(FieldValue::String(value.into()))
+}
+
+/// A parsed double, refused if a finite literal overflowed to infinity (`1e400`); `inf` and
+/// `nan` spelled out are kept.
+fn finite(float: f64, text: &str) -> anyhow::Result<FieldValue> {
+    let spelled_out = text
+        .trim_start_matches(['+', '-'])
+        .chars()
+        .all(|c| c.is_ascii_alphabetic());
+    if float.is_finite() || spelled_out {
+        Ok(FieldValue::F64(float))
+    } else {
+        bail!("`{text}` is out of range for f64")
+    }
 }
 
 /// The value of `name:TYPE=value`.
@@ -84,7 +99,7 @@ fn typed(type_name: &str, value: &str) -> anyhow::Result<FieldValue> {
         "u32" => FieldValue::U32(value.parse().with_context(invalid)?),
         "i64" => FieldValue::I64(value.parse().with_context(invalid)?),
         "u64" => FieldValue::U64(value.parse().with_context(invalid)?),
-        "f64" => FieldValue::F64(value.parse().with_context(invalid)?),
+        "f64" => finite(value.parse().with_context(invalid)?, value)?,
         "bool" => match value {
             "true" => FieldValue::Bool(true),
             "false" => FieldValue::Bool(false),
@@ -164,6 +179,15 @@ mod tests {
             "field `n`: `abc` is not a valid i32: invalid digit found in string"
         );
         assert!(error("n:int=1").contains("unknown type `int` (known: i32"));
+        assert_eq!(
+            error("x=1e400"),
+            "field `x`: `1e400` is out of range for f64"
+        );
+        assert_eq!(
+            error("x:f64=-1e999"),
+            "field `x`: `-1e999` is out of range for f64"
+        );
+        assert!(parse_field("x:f64=inf").is_ok() && parse_field("x:f64=-inf").is_ok());
         assert!(error("b:blob=abc").contains("odd number"));
         assert!(error("b:blob=zz").contains("not hex"));
         assert!(error("b:bool=yes").contains("not a bool"));

@@ -402,3 +402,78 @@ fn help_explains_with_examples() {
         );
     }
 }
+
+#[test]
+fn stats_shows_mesh_links_and_peers() {
+    let mesh = mm_testkit::MeshProcesses::start(2, SERVICE, "");
+    assert!(mesh.wait_fully_linked(PATIENCE), "mesh linked");
+    let output = run(mm(&mesh.gateways[0], "stats", &[]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    assert!(table.contains("\nLINK (2)\n"), "{table}");
+    assert!(table.contains("\nPEER (2)\n"), "{table}");
+    let link_header = table
+        .lines()
+        .skip_while(|line| !line.starts_with("LINK"))
+        .nth(1)
+        .expect("a link table header");
+    for column in [
+        "direction",
+        "peer_id",
+        "frames_in",
+        "frames_out",
+        "bytes_out",
+    ] {
+        assert!(link_header.contains(column), "{column} in {link_header}");
+    }
+    // One peer row is this gateway itself, one is up.
+    assert!(table.lines().any(|line| line.contains(" self ")), "{table}");
+    assert!(table.lines().any(|line| line.contains(" up ")), "{table}");
+}
+
+/// `mm bench SUBCOMMAND --json ...` against `gateway`, parsed.
+fn bench_json(gateway: &GatewayProcess, args: &[&str]) -> serde_json::Value {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mm"));
+    command
+        .arg("bench")
+        .args(args)
+        .args(["--gateway", &gateway.address_string(), "--json"])
+        .stdin(Stdio::null());
+    let output = run(command);
+    assert!(
+        output.status.success(),
+        "mm bench {args:?}: {}",
+        stderr(&output)
+    );
+    serde_json::from_str(stdout(&output).trim()).expect("one JSON object")
+}
+
+#[test]
+fn bench_measures_throughput_and_latency_with_both_clients() {
+    let gateway = GatewayProcess::start(&[]);
+    for system in ["mm", "mm-raw"] {
+        let result = bench_json(
+            &gateway,
+            &["pubsub", "--system", system, "-n", "20000", "--size", "64"],
+        );
+        assert_eq!(result["published"], 20000, "{result}");
+        assert_eq!(result["received"], 20000, "{result}");
+        assert!(result["messages_per_second"].as_f64().unwrap() > 0.0);
+
+        let result = bench_json(
+            &gateway,
+            &["fanout", "--system", system, "-s", "3", "-n", "5000"],
+        );
+        assert_eq!(result["received"], 15000, "{result}");
+
+        let result = bench_json(&gateway, &["request", "--system", system, "-n", "300"]);
+        let p50 = result["p50_us"].as_f64().unwrap();
+        assert!(
+            p50 > 0.0 && p50 <= result["p99_us"].as_f64().unwrap(),
+            "{result}"
+        );
+    }
+    let result = bench_json(&gateway, &["pub", "--int32", "-n", "50000"]);
+    assert_eq!(result["payload"], "int32");
+    assert_eq!(result["subscribers"], 0);
+}

@@ -55,6 +55,12 @@ const READ_BUFFER_BYTES: usize = 128 * 1024;
 /// batch's output is written, which bounds the latency a burst adds.
 const MAX_READS_PER_BATCH: usize = 8;
 
+/// A backlog this large, once drained, makes the service hand freed memory back to the system.
+const RETURN_MEMORY_AFTER_BYTES: usize = 32 * 1024 * 1024;
+
+/// "Drained": all connections together have less than this queued.
+const RETURN_MEMORY_BELOW_BYTES: usize = 1024 * 1024;
+
 /// How long a connection must have been quiet before its buffers are freed.
 const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
@@ -196,6 +202,8 @@ pub(crate) struct ServiceState {
     tasks_done: Rc<Notify>,
     /// Set when the service is shutting down: no new connections.
     shutting_down: bool,
+    /// The most output queued at once (all connections) since memory was last handed back.
+    queued_high_water: usize,
 }
 
 impl ServiceState {
@@ -217,6 +225,7 @@ impl ServiceState {
             running_tasks: 0,
             tasks_done: Rc::new(Notify::new()),
             shutting_down: false,
+            queued_high_water: 0,
         }
     }
 
@@ -1129,7 +1138,9 @@ impl ServiceState {
         let heartbeat = self.config().heartbeat;
         let mut dead = Vec::new();
         let mut pings = Vec::new();
+        let mut queued = 0;
         for (slot, connection) in self.connections.iter_mut() {
+            queued += connection.outbound.pending();
             if !connection.peer_heartbeat.is_zero()
                 && now.duration_since(connection.last_received) > connection.peer_heartbeat * 2
             {
@@ -1161,6 +1172,20 @@ impl ServiceState {
         }
         self.check_one_sided_links();
         self.flush_batch();
+        self.return_memory_after_burst(queued);
+    }
+
+    /// After a burst has drained (a large backlog queued, now almost nothing), asks the allocator
+    /// to give freed memory back to the operating system: the 64 KiB output chunks of a backlog
+    /// come from the heap, and glibc otherwise keeps their pages, so an idle gateway would go on
+    /// showing the burst's peak resident size.
+    fn return_memory_after_burst(&mut self, queued: usize) {
+        self.queued_high_water = self.queued_high_water.max(queued);
+        if queued < RETURN_MEMORY_BELOW_BYTES && self.queued_high_water > RETURN_MEMORY_AFTER_BYTES
+        {
+            self.queued_high_water = 0;
+            release_free_memory();
+        }
     }
 
     /// Closes every connection (gateway shutdown).
@@ -1193,6 +1218,17 @@ fn write_some(connection: &mut Connection) -> Result<(), CloseReason> {
             debug!(%error, "write failed");
             Err(CloseReason::WriteError)
         }
+    }
+}
+
+/// Returns freed heap memory to the operating system (glibc only; elsewhere the allocator does
+/// it on its own or not at all).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the heap to the kernel; it does not touch
+    // allocated memory and may be called at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -2,10 +2,11 @@
 //!
 //! * `{}` — one line: `{sym="IBM" px=123.4 meta={seq=7}}`.
 //! * `{:#}` — one field per line, nested messages indented by four spaces.
-//! * [`Message::render`] with [`Render::with_types`] adds each field's type, in the same spelling
-//!   the `mm send` command accepts (`px:f64=123.4`), so output can be pasted back as input.
+//! * [`Message::render`] with [`Render::with_types`] adds each field's type, spelled as the
+//!   `mm send` command spells types (`px:f64=123.4`).
 //!
-//! Strings are quoted with Rust escapes; strings that are not UTF-8 show their bytes escaped
+//! Strings are quoted; `"`, `\` and control characters are escaped (`\n`, `\t`, `\u{7f}`), every
+//! other character is shown as itself. Strings that are not UTF-8 show their bytes escaped
 //! (`"ab\xff"`); blobs show up to [`BLOB_PREVIEW_BYTES`] bytes in hex and their length.
 
 use std::fmt::{self, Write};
@@ -93,7 +94,7 @@ impl Render<'_> {
         out.write_char('=')?;
         match field.value() {
             FieldValue::String(text) => match text.as_str() {
-                Some(text) => write!(out, "{text:?}"),
+                Some(text) => write_quoted(out, text),
                 None => write!(out, "\"{}\"", text.as_bytes().escape_ascii()),
             },
             FieldValue::I32(value) => write!(out, "{value}"),
@@ -115,6 +116,23 @@ impl Render<'_> {
             FieldValue::Message(nested) => self.write(out, nested, depth + 1),
         }
     }
+}
+
+/// Writes `text` in double quotes, escaping only what would be ambiguous or invisible.
+fn write_quoted(out: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    out.write_char('"')?;
+    for character in text.chars() {
+        match character {
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            control if control.is_control() => write!(out, "\\u{{{:x}}}", control as u32)?,
+            other => out.write_char(other)?,
+        }
+    }
+    out.write_char('"')
 }
 
 fn indent(out: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
@@ -176,6 +194,15 @@ mod tests {
         assert_eq!(
             sample().render().with_types(true).to_string(),
             r#"{s:str="a\"b" n:i32=-1 d:f64=1.0 t:bool=true b:blob=0x0102ff m:msg={u:u64=7}}"#
+        );
+    }
+
+    #[test]
+    fn strings_escape_only_what_is_needed() {
+        let message = Message::new().add_string("s", "e\u{301} \"q\" \\ \n\t\u{7f} 漢字 🎉");
+        assert_eq!(
+            message.to_string(),
+            "{s=\"e\u{301} \\\"q\\\" \\\\ \\n\\t\\u{7f} 漢字 🎉\"}"
         );
     }
 

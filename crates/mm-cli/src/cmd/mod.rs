@@ -62,6 +62,22 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds > 0.0) {
+        return Err(format!("`{text}`: the timeout must be greater than 0"));
+    }
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| format!("`{text}` is not a usable number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_must_be_positive() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_seconds("0").unwrap_err().contains("greater than 0"));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("abc").is_err());
+    }
 }

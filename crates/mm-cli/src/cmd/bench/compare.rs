@@ -350,11 +350,19 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     );
     std::fs::write(args.out.join("throughput.svg"), svg)?;
 
-    // Gateway RSS under sustained load.
-    report.rss_under_load = Some(rss_under_load(&gateway, if args.quick { 6 } else { 20 })?);
+    drop(gateway);
+    drop(nats);
 
-    // Scale figures.
+    // Gateway RSS under sustained load, on a fresh gateway (the overload runs above leave the
+    // allocator holding memory it has not handed back yet).
+    let fresh = Broker::gateway(&gateway_bin, &[])?;
+    report.rss_under_load = Some(rss_under_load(&fresh, if args.quick { 6 } else { 20 })?);
+    drop(fresh);
+
+    // Scale figures, on fresh brokers.
     if !args.skip_scale {
+        let gateway = Broker::gateway(&gateway_bin, &[])?;
+        let nats = Broker::nats(&nats_bin)?;
         for system in [System::MmRaw, System::Nats] {
             let broker = match system {
                 System::Mm | System::MmRaw => &gateway,
@@ -390,8 +398,6 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             report.scale.push(serde_json::to_value(subjects)?);
         }
     }
-    drop(gateway);
-    drop(nats);
 
     // Mesh: 1 publisher at G1 → 1 subscriber at G2, against a single gateway.
     report.mesh = Some(mesh_figures(&gateway_bin, count(5_000_000))?);
