@@ -62,7 +62,7 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    if !(seconds > 0.0) {
+    if seconds.is_nan() || seconds <= 0.0 {
         return Err(format!("`{text}`: the timeout must be greater than 0"));
     }
     Duration::try_from_secs_f64(seconds)
