@@ -1,6 +1,6 @@
 //! Subscriptions and how their messages reach the application (SPEC §6.4).
 //!
-//! The engine decodes each delivered frame once and looks its subscription id up in the
+//! The engine validates each delivered frame and looks its subscription id up in the
 //! [`SubscriptionTable`]. What happens next depends on the subscription's [`Sink`]:
 //!
 //! * a callback: the message joins the connection's [`DispatchQueue`], drained either by the

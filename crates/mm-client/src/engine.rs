@@ -4,11 +4,12 @@
 //! A session (one TCP connection to a gateway) runs three futures in one task, and ends when the
 //! first of them does:
 //!
-//! 1. **read** — reads at least [`READ_CHUNK`] bytes at a time, cuts frames without copying, and
-//!    handles each: a request's reply completes its waiter at once; a subscription's message is
-//!    decoded once, checked against its pending limit and queued for its callback or stream;
-//!    PING is answered, PONG completes a flush, ERROR and undecodable bodies go to the hook. It
-//!    never waits for the application.
+//! 1. **read** — reads at least [`READ_CHUNK`] bytes at a time and handles each frame in place: a
+//!    message for a callback subscription is checked against its pending limit, validated (not
+//!    decoded) and recorded by position, and the whole read goes to the dispatch thread as one
+//!    shared buffer; a request's reply completes its waiter at once; a stream's message goes to
+//!    its stream; PING is answered, PONG completes a flush, ERROR and undecodable bodies go to the
+//!    hook. It never waits for the application.
 //! 2. **write** — takes everything publishers queued in the shared output buffer (one swap) and
 //!    writes it; sleeps until the buffer goes from empty to non-empty. On close it writes what is
 //!    left, then DISCONNECT.

@@ -37,8 +37,11 @@
 //! channel to the task that owns the socket. That costs a channel operation and often a wake-up
 //! per message, and ties the blocking API to a runtime.
 //!
-//! On the read side the engine decodes each delivered message once (strings and blobs are slices
-//! of the received buffer) and routes it by subscription id. Request replies complete their
+//! On the read side the engine validates each delivered message without building it and routes it
+//! by subscription id; callback messages cross to the dispatch thread a whole read at a time and
+//! are decoded only when the callback asks (strings and blobs are slices of the received buffer).
+//! When the socket has been quiet, a publishing thread writes its frame itself rather than waking
+//! the engine: a request and its reply each save a thread hand-off. Request replies complete their
 //! waiter directly from the engine — never through the dispatch queue — so a blocking
 //! [`Connection::send_request`] works even from inside a subscription callback. Everything else
 //! goes to the subscription's callback (on a library dispatch thread, or in
