@@ -485,24 +485,13 @@ impl ServiceState {
         while index < self.mesh.pending_flushes.len() {
             if self.mesh.pending_flushes[index].waiting.is_empty() {
                 let flush = self.mesh.pending_flushes.remove(index);
-                if let Some(slot) = self.live_slot(&flush.client) {
+                if let Some(slot) = self.slot_of(&flush.client) {
                     self.send_frame_with_body(slot, &Header::new(Action::Pong), &flush.body);
                 }
             } else {
                 index += 1;
             }
         }
-    }
-
-    fn live_slot(&self, handle: &Rc<ConnectionHandle>) -> Option<Slot> {
-        if handle.closed.get() {
-            return None;
-        }
-        let slot = handle.slot.get();
-        self.connections
-            .get(slot)
-            .filter(|connection| Rc::ptr_eq(&connection.handle, handle))
-            .map(|_| slot)
     }
 
     /// Warns once about each accepted link whose peer this gateway does not dial back, once the

@@ -234,7 +234,7 @@ impl ServiceState {
     }
 
     /// The connection at `handle`'s slot, if it is still that connection.
-    fn slot_of(&self, handle: &Rc<ConnectionHandle>) -> Option<Slot> {
+    pub(crate) fn slot_of(&self, handle: &Rc<ConnectionHandle>) -> Option<Slot> {
         if handle.closed.get() {
             return None;
         }
@@ -790,15 +790,20 @@ impl ServiceState {
             return;
         };
         let is_client = !connection.role.is_link();
+        self.forget_subscription(slot, id, &entry.pattern, is_client);
+    }
+
+    /// Takes a removed subscription out of the trie and, for a client, out of the mesh interest.
+    fn forget_subscription(&mut self, slot: Slot, id: u32, pattern: &[u8], is_client: bool) {
         self.trie.remove(
-            &entry.pattern,
+            pattern,
             SubscriberKey {
                 slot: slot as u32,
                 subscription_id: id,
             },
         );
         if is_client {
-            self.interest_removed(&entry.pattern);
+            self.interest_removed(pattern);
         }
     }
 
@@ -1076,16 +1081,7 @@ impl ServiceState {
         };
         let is_client = !connection.role.is_link();
         for (id, entry) in connection.subscriptions.drain() {
-            self.trie.remove(
-                &entry.pattern,
-                SubscriberKey {
-                    slot: slot as u32,
-                    subscription_id: id,
-                },
-            );
-            if is_client {
-                self.interest_removed(&entry.pattern);
-            }
+            self.forget_subscription(slot, id, &entry.pattern, is_client);
         }
         // Whatever is still queued goes out while the task lingers (an ERROR, or the output a
         // disconnecting client has not received yet); a slow consumer's backlog was discarded.

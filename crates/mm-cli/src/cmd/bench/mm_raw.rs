@@ -4,7 +4,7 @@
 //! With it, `mm bench --client raw` compares the brokers alone, each driven by an identical load
 //! generator.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,19 +14,15 @@ use mm_wire::handshake::ConnectOptions;
 use mm_wire::{Action, Header, HeaderView, Message, encode_frame, frame_length};
 
 use super::driver::{Counter, Payload};
+use super::read_buffer::{ReadBuffer, ShutdownOnDrop};
 
 /// Bytes buffered before a publisher writes.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
-/// Size of the read buffer.
-const READ_BUFFER_BYTES: usize = 1 << 20;
-
 /// A connection after CONNECT/ACK.
 struct RawStream {
     stream: TcpStream,
-    buffer: Vec<u8>,
-    start: usize,
-    end: usize,
+    input: ReadBuffer,
 }
 
 impl RawStream {
@@ -44,49 +40,28 @@ impl RawStream {
         )?;
         stream.write_all(&hello)?;
         let mut raw = RawStream {
+            input: ReadBuffer::new(stream.try_clone()?),
             stream,
-            buffer: vec![0; READ_BUFFER_BYTES],
-            start: 0,
-            end: 0,
         };
         raw.until(Duration::from_secs(10), |action| action == Action::Ack)?;
         Ok(raw)
     }
 
     fn fill(&mut self, deadline: Option<Instant>) -> Result<()> {
-        if self.start > 0 {
-            self.buffer.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.end == self.buffer.len() {
-            self.buffer.resize(self.buffer.len() * 2, 0);
-        }
-        let timeout = deadline.map(|deadline| {
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1))
-        });
-        self.stream.set_read_timeout(timeout)?;
-        let read = self.stream.read(&mut self.buffer[self.end..])?;
-        if read == 0 {
-            bail!("gateway closed the connection");
-        }
-        self.end += read;
-        Ok(())
+        self.input.fill(deadline)
     }
 
     /// Calls `on_frame(action, frame)` for every complete frame buffered.
     fn for_each_frame(&mut self, mut on_frame: impl FnMut(Option<Action>, &[u8])) -> Result<()> {
         loop {
-            let available = &self.buffer[self.start..self.end];
+            let available = self.input.available();
             let Some(length) = frame_length(available, mm_wire::DEFAULT_MAX_FRAME)? else {
                 return Ok(());
             };
             let frame = &available[..length];
             let header = HeaderView::parse(frame)?;
             on_frame(header.action(), frame);
-            self.start += length;
+            self.input.consume(length);
         }
     }
 
@@ -168,7 +143,7 @@ impl RawPublisher {
 /// Counts delivered frames on a reader thread.
 pub struct RawSubscriber {
     counter: Arc<Counter>,
-    stream: TcpStream,
+    _stream: ShutdownOnDrop,
 }
 
 impl RawSubscriber {
@@ -215,7 +190,10 @@ impl RawSubscriber {
                     }
                 }
             })?;
-        Ok(RawSubscriber { counter, stream })
+        Ok(RawSubscriber {
+            counter,
+            _stream: ShutdownOnDrop(stream),
+        })
     }
 
     /// The counter.
@@ -224,15 +202,9 @@ impl RawSubscriber {
     }
 }
 
-impl Drop for RawSubscriber {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
-    }
-}
-
 /// Answers every request on its reader thread, one write per read batch.
 pub struct RawResponder {
-    stream: TcpStream,
+    _stream: ShutdownOnDrop,
 }
 
 impl RawResponder {
@@ -285,13 +257,9 @@ impl RawResponder {
                     out.clear();
                 }
             })?;
-        Ok(RawResponder { stream })
-    }
-}
-
-impl Drop for RawResponder {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        Ok(RawResponder {
+            _stream: ShutdownOnDrop(stream),
+        })
     }
 }
 

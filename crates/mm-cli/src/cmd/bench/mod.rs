@@ -22,6 +22,7 @@ mod latency;
 mod mm_raw;
 mod nats;
 mod progress;
+mod read_buffer;
 mod scale;
 mod throughput;
 

@@ -4,7 +4,7 @@
 //!
 //! Only what the benchmarks need: CONNECT, PUB, SUB, MSG, PING/PONG.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::driver::{Counter, Payload};
+use super::read_buffer::{ReadBuffer, ShutdownOnDrop};
 
 /// Bytes buffered before a publisher writes.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
-
-/// Size of the read buffer.
-const READ_BUFFER_BYTES: usize = 1 << 20;
 
 const CONNECT_LINE: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\"name\":\"mm-bench\",\"lang\":\"rust\",\"version\":\"0.1.0\",\"protocol\":1,\"echo\":true}\r\n";
 
@@ -39,55 +37,28 @@ fn open(address: &str) -> Result<(TcpStream, LineReader)> {
 
 /// Reads protocol lines and payloads from a socket.
 struct LineReader {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-    start: usize,
-    end: usize,
+    input: ReadBuffer,
 }
 
 impl LineReader {
     fn new(stream: TcpStream) -> Self {
         LineReader {
-            stream,
-            buffer: vec![0; READ_BUFFER_BYTES],
-            start: 0,
-            end: 0,
+            input: ReadBuffer::new(stream),
         }
     }
 
-    /// Reads more bytes, keeping unprocessed ones.
     fn fill(&mut self, deadline: Option<Instant>) -> Result<()> {
-        if self.start > 0 {
-            self.buffer.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        if self.end == self.buffer.len() {
-            self.buffer.resize(self.buffer.len() * 2, 0);
-        }
-        let timeout = deadline.map(|deadline| {
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1))
-        });
-        self.stream.set_read_timeout(timeout)?;
-        let read = self.stream.read(&mut self.buffer[self.end..])?;
-        if read == 0 {
-            bail!("NATS server closed the connection");
-        }
-        self.end += read;
-        Ok(())
+        self.input.fill(deadline)
     }
 
     /// The next line (without CRLF), copied.
     fn line(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(position) =
-                memchr::memmem::find(&self.buffer[self.start..self.end], b"\r\n")
-            {
-                let line = self.buffer[self.start..self.start + position].to_vec();
-                self.start += position + 2;
+            let available = self.input.available();
+            if let Some(position) = memchr::memmem::find(available, b"\r\n") {
+                let line = available[..position].to_vec();
+                self.input.consume(position + 2);
                 return Ok(line);
             }
             self.fill(Some(deadline))?;
@@ -117,7 +88,7 @@ impl LineReader {
         mut on_message: impl FnMut(&[u8], &[u8], &[u8]),
     ) -> Result<()> {
         loop {
-            let available = &self.buffer[self.start..self.end];
+            let available = self.input.available();
             let Some(line_end) = memchr::memmem::find(available, b"\r\n") else {
                 return Ok(());
             };
@@ -145,7 +116,7 @@ impl LineReader {
                     reply,
                     &available[line_end + 2..line_end + 2 + size],
                 );
-                self.start += total;
+                self.input.consume(total);
             } else {
                 match line {
                     b"PING" => stream.write_all(b"PONG\r\n")?,
@@ -154,7 +125,7 @@ impl LineReader {
                     }
                     _ => {}
                 }
-                self.start += line_end + 2;
+                self.input.consume(line_end + 2);
             }
         }
     }
@@ -223,7 +194,7 @@ impl NatsPublisher {
 /// Counts MSGs on a reader thread.
 pub struct NatsSubscriber {
     counter: Arc<Counter>,
-    stream: TcpStream,
+    _stream: ShutdownOnDrop,
 }
 
 impl NatsSubscriber {
@@ -250,7 +221,10 @@ impl NatsSubscriber {
                     }
                 }
             })?;
-        Ok(NatsSubscriber { counter, stream })
+        Ok(NatsSubscriber {
+            counter,
+            _stream: ShutdownOnDrop(stream),
+        })
     }
 
     /// The counter.
@@ -259,15 +233,9 @@ impl NatsSubscriber {
     }
 }
 
-impl Drop for NatsSubscriber {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
-    }
-}
-
 /// Answers every request with a reply of the workload's payload, one write per read batch.
 pub struct NatsResponder {
-    stream: TcpStream,
+    _stream: ShutdownOnDrop,
 }
 
 impl NatsResponder {
@@ -302,13 +270,9 @@ impl NatsResponder {
                     out.clear();
                 }
             })?;
-        Ok(NatsResponder { stream })
-    }
-}
-
-impl Drop for NatsResponder {
-    fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        Ok(NatsResponder {
+            _stream: ShutdownOnDrop(stream),
+        })
     }
 }
 
