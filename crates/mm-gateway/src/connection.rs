@@ -211,6 +211,21 @@ pub(crate) struct Connection {
     pub(crate) queued_for_flush: bool,
     /// Publishers stalled on this connection's backlog, woken when it drains below half its bound.
     pub(crate) stalled_publishers: Vec<Rc<ConnectionHandle>>,
+    /// This connection's last publish: its subject (valid) and, while the trie is unchanged, the
+    /// subscriptions it matched. A publisher almost always repeats its subject; then both the
+    /// subject check and the trie lookup are skipped.
+    pub(crate) last_publish: LastPublish,
+}
+
+/// See [`Connection::last_publish`].
+#[derive(Debug, Default)]
+pub(crate) struct LastPublish {
+    /// The subject; empty when nothing is remembered (a valid subject is never empty).
+    pub(crate) subject: Vec<u8>,
+    /// The trie generation `matches` was computed at.
+    pub(crate) generation: u64,
+    /// The subscriptions the subject matched.
+    pub(crate) matches: Vec<crate::service::SubscriberKey>,
 }
 
 impl Connection {

@@ -291,6 +291,7 @@ impl ServiceState {
             delivered_sequence: 0,
             queued_for_flush: false,
             stalled_publishers: Vec::new(),
+            last_publish: Default::default(),
         });
         handle.slot.set(slot);
         self.stats.connections_total += 1;
@@ -598,18 +599,24 @@ impl ServiceState {
             Origin::Client(slot) | Origin::Peer(slot) => Some(slot),
             Origin::Gateway => None,
         };
-        // Validate before acting: subject and reply subject (SPEC §6.1).
-        if let Err(error) = validate_subject_bytes(header.subject) {
-            if let Some(slot) = publisher {
-                self.misuse(
-                    slot,
-                    ErrorCode::InvalidSubject,
-                    0,
-                    header.subject,
-                    &error.to_string(),
-                );
+        // Validate before acting: subject and reply subject (SPEC §6.1). The publisher's last
+        // subject was valid, and is usually this one.
+        let known = publisher.is_some_and(|slot| {
+            self.connections[slot].last_publish.subject.as_slice() == header.subject
+        });
+        if !known {
+            if let Err(error) = validate_subject_bytes(header.subject) {
+                if let Some(slot) = publisher {
+                    self.misuse(
+                        slot,
+                        ErrorCode::InvalidSubject,
+                        0,
+                        header.subject,
+                        &error.to_string(),
+                    );
+                }
+                return;
             }
-            return;
         }
         if let Err(error) = validate_reply_subject_bytes(header.reply_subject) {
             if let Some(slot) = publisher {
@@ -639,9 +646,26 @@ impl ServiceState {
         self.publish_sequence += 1;
         let sequence = self.publish_sequence;
         let from_peer = matches!(origin, Origin::Peer(_));
-        let matches = self.trie.matches(subject);
+        let publisher = match origin {
+            Origin::Client(slot) | Origin::Peer(slot) => Some(slot),
+            Origin::Gateway => None,
+        };
+        // The matches: the publisher's remembered ones if its subject and the trie are unchanged,
+        // else from the trie (and remembered). Taken out of the connection while delivering,
+        // because delivering borrows the other connections.
+        let mut last = publisher
+            .map(|slot| std::mem::take(&mut self.connections[slot].last_publish))
+            .unwrap_or_default();
+        let generation = self.trie.generation();
+        if last.subject.as_slice() != subject || last.generation != generation {
+            last.subject.clear();
+            last.subject.extend_from_slice(subject);
+            last.generation = generation;
+            last.matches.clear();
+            last.matches.extend_from_slice(self.trie.matches(subject));
+        }
         let mut delivered = false;
-        for key in matches {
+        for key in &last.matches {
             let slot = key.slot as usize;
             let connection = &mut self.connections[slot];
             let subscription_id = if connection.role.is_link() {
@@ -662,10 +686,15 @@ impl ServiceState {
             }
             delivered = true;
         }
+        let no_match = last.matches.is_empty();
+        if let Some(slot) = publisher {
+            // Delivering never closes a connection (bounds are enforced at flush time).
+            self.connections[slot].last_publish = last;
+        }
         if !delivered {
             self.stats.unmatched_publishes += 1;
             if let Origin::Client(slot) = origin {
-                if !reply_subject.is_empty() && matches.is_empty() {
+                if !reply_subject.is_empty() && no_match {
                     self.send_no_responders(slot, subject, reply_subject);
                 }
             }
@@ -1157,6 +1186,7 @@ impl ServiceState {
                 if connection.inbound_partial.is_empty() {
                     connection.inbound_partial = BytesMut::new();
                 }
+                connection.last_publish = Default::default();
             }
         }
         for slot in dead {

@@ -121,6 +121,9 @@ pub struct SubjectTrie<T> {
     hasher: TrieHasher,
     /// `(pattern, value)` entries: `len == Σ values over all nodes`.
     len: usize,
+    /// Incremented by every insert and every successful remove: a match result obtained at one
+    /// generation holds for as long as the generation is unchanged.
+    generation: u64,
     /// Live nodes, the root included: `node_count >= 1`.
     node_count: usize,
     /// The match cache, if on.
@@ -145,6 +148,7 @@ impl<T: Copy + Eq + Hash> SubjectTrie<T> {
             root: Node::new(Token::EMPTY),
             hasher: TrieHasher::default(),
             len: 0,
+            generation: 0,
             node_count: 1,
             cache: None,
             scratch: Vec::new(),
@@ -194,6 +198,7 @@ impl<T: Copy + Eq + Hash> SubjectTrie<T> {
             node.values.push(value, hasher);
         }
         self.len += 1;
+        self.generation += 1;
         self.node_count += created_nodes;
 
         if let Some(cache) = &mut self.cache {
@@ -228,6 +233,7 @@ impl<T: Copy + Eq + Hash> SubjectTrie<T> {
             return false;
         }
         self.len -= 1;
+        self.generation += 1;
         self.node_count -= removal.freed_nodes;
 
         if let Some(cache) = &mut self.cache {
@@ -302,6 +308,12 @@ impl<T: Copy + Eq + Hash> SubjectTrie<T> {
     /// Number of `(pattern, value)` entries.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Changes so far: a result of [`SubjectTrie::matches`] stays valid while this is unchanged
+    /// (callers may keep one to skip repeated lookups of the same subject).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Whether the trie holds no entry.

@@ -254,24 +254,33 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         report.throughput.extend([raw, library, nats_result]);
     }
 
-    // Request/reply: back to back, then at a fixed rate.
+    // Request/reply: back to back, then at a fixed rate; the median p50 of the repetitions.
     for rate in [None, Some(5_000.0)] {
-        let mut runs = Vec::new();
-        for system in systems {
-            eprintln!(
-                "request/reply {}: {}",
-                rate.map_or("back to back".into(), |r| format!("{r}/s")),
-                system.name()
-            );
-            runs.push(latency::run(&LatencySpec {
-                system,
-                addresses: vec![address(system)],
-                service: "BENCH".into(),
-                payload: Payload::Blob(16),
-                count: count(50_000),
-                rate,
-            })?);
+        let mut runs: [Vec<LatencyResult>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        for repetition in 0..args.repeat {
+            for offset in 0..systems.len() {
+                let index = (repetition + offset) % systems.len();
+                let system = systems[index];
+                eprintln!(
+                    "request/reply {}: {} (run {})",
+                    rate.map_or("back to back".into(), |r| format!("{r}/s")),
+                    system.name(),
+                    repetition + 1
+                );
+                runs[index].push(latency::run(&LatencySpec {
+                    system,
+                    addresses: vec![address(system)],
+                    service: "BENCH".into(),
+                    payload: Payload::Blob(16),
+                    count: count(50_000),
+                    rate,
+                })?);
+            }
         }
+        let [raw, library, nats_result] = runs.map(|mut runs| {
+            runs.sort_by(|a, b| a.p50_us.total_cmp(&b.p50_us));
+            runs[runs.len() / 2].clone()
+        });
         let label = match rate {
             None => "request/reply p50 round trip, 16 B".to_owned(),
             Some(rate) => format!("request/reply p50 at {rate:.0}/s, 16 B"),
@@ -281,17 +290,17 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         report.rows.push(Row::new(
             &label,
             [
-                latency_label(&runs[0]),
-                latency_label(&runs[1]),
-                latency_label(&runs[2]),
+                latency_label(&raw),
+                latency_label(&library),
+                latency_label(&nats_result),
             ],
             [
-                runs[0].p50_us / runs[2].p50_us,
-                runs[1].p50_us / runs[2].p50_us,
+                raw.p50_us / nats_result.p50_us,
+                library.p50_us / nats_result.p50_us,
             ],
             rate.is_none().then_some(Target::AtMost(0.8)),
         ));
-        report.latency.extend(runs);
+        report.latency.extend([raw, library, nats_result]);
     }
 
     // Payload sweep for the chart: about 100 MB of payload per point.
@@ -400,7 +409,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     }
 
     // Mesh: 1 publisher at G1 → 1 subscriber at G2, against a single gateway.
-    report.mesh = Some(mesh_figures(&gateway_bin, count(5_000_000))?);
+    report.mesh = Some(mesh_figures(&gateway_bin, count(5_000_000), args.repeat)?);
 
     let table = render_table(&report);
     println!("{table}");
@@ -481,8 +490,9 @@ fn rss_under_load(gateway: &Broker, seconds: u64) -> Result<serde_json::Value> {
     }))
 }
 
-/// Single gateway against a two-gateway mesh, 16-byte 1→1, with CPU time per message.
-fn mesh_figures(gateway_bin: &Path, messages: u64) -> Result<serde_json::Value> {
+/// Single gateway against a two-gateway mesh, 16-byte 1→1 through the client library, with CPU
+/// time per message in each gateway: `repeat` alternating pairs of runs, median ratio.
+fn mesh_figures(gateway_bin: &Path, messages: u64, repeat: usize) -> Result<serde_json::Value> {
     let run = |addresses: Vec<String>| {
         throughput::run(&ThroughputSpec {
             system: System::Mm,
@@ -495,33 +505,47 @@ fn mesh_figures(gateway_bin: &Path, messages: u64) -> Result<serde_json::Value> 
             progress: false,
         })
     };
-    eprintln!("mesh: single gateway");
     let single = Broker::gateway(gateway_bin, &[])?;
-    let cpu_before = scale::cpu_time(single.pid())?;
-    let alone = run(vec![single.address.clone()])?;
-    let single_cpu = scale::cpu_time(single.pid())? - cpu_before;
-    drop(single);
-    eprintln!("mesh: G1 → G2");
     let mesh = Broker::mesh(gateway_bin, 2, "MESH")?;
-    let before: Vec<Duration> = mesh
-        .iter()
-        .map(|g| scale::cpu_time(g.pid()))
-        .collect::<Result<_>>()?;
-    let meshed = run(vec![mesh[0].address.clone(), mesh[1].address.clone()])?;
-    let after: Vec<Duration> = mesh
-        .iter()
-        .map(|g| scale::cpu_time(g.pid()))
-        .collect::<Result<_>>()?;
     let per_message = |cpu: Duration| cpu.as_secs_f64() * 1e9 / messages as f64;
-    Ok(serde_json::json!({
-        "messages": messages,
-        "single_gateway_messages_per_second": alone.messages_per_second,
-        "mesh_messages_per_second": meshed.messages_per_second,
-        "ratio": meshed.messages_per_second / alone.messages_per_second,
-        "single_gateway_cpu_ns_per_message": per_message(single_cpu),
-        "g1_cpu_ns_per_message": per_message(after[0] - before[0]),
-        "g2_cpu_ns_per_message": per_message(after[1] - before[1]),
-    }))
+    let mut pairs = Vec::new();
+    for repetition in 0..repeat {
+        eprintln!("mesh: single gateway and G1 → G2 (run {})", repetition + 1);
+        let cpu_before = scale::cpu_time(single.pid())?;
+        let alone = run(vec![single.address.clone()])?;
+        let single_cpu = scale::cpu_time(single.pid())? - cpu_before;
+        let before: Vec<Duration> = mesh
+            .iter()
+            .map(|g| scale::cpu_time(g.pid()))
+            .collect::<Result<_>>()?;
+        let meshed = run(vec![mesh[0].address.clone(), mesh[1].address.clone()])?;
+        let after: Vec<Duration> = mesh
+            .iter()
+            .map(|g| scale::cpu_time(g.pid()))
+            .collect::<Result<_>>()?;
+        pairs.push(serde_json::json!({
+            "single_gateway_messages_per_second": alone.messages_per_second,
+            "mesh_messages_per_second": meshed.messages_per_second,
+            "ratio": meshed.messages_per_second / alone.messages_per_second,
+            "single_gateway_cpu_ns_per_message": per_message(single_cpu),
+            "g1_cpu_ns_per_message": per_message(after[0] - before[0]),
+            "g2_cpu_ns_per_message": per_message(after[1] - before[1]),
+        }));
+    }
+    pairs.sort_by(|a, b| {
+        a["ratio"]
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&b["ratio"].as_f64().unwrap_or(0.0))
+    });
+    let ratios: Vec<f64> = pairs
+        .iter()
+        .filter_map(|pair| pair["ratio"].as_f64())
+        .collect();
+    let mut median = pairs[pairs.len() / 2].clone();
+    median["messages"] = messages.into();
+    median["ratios_of_all_runs"] = ratios.into();
+    Ok(median)
 }
 
 fn render_table(report: &Report) -> String {
