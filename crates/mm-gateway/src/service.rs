@@ -61,6 +61,9 @@ const RETURN_MEMORY_AFTER_BYTES: usize = 32 * 1024 * 1024;
 /// "Drained": all connections together have less than this queued.
 const RETURN_MEMORY_BELOW_BYTES: usize = 1024 * 1024;
 
+/// Housekeeping rounds (250 ms each) a backlog must stay drained before memory is handed back.
+const DRAINED_CHECKS_BEFORE_RETURN: u32 = 4;
+
 /// How long a connection must have been quiet before its buffers are freed.
 const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
@@ -204,6 +207,8 @@ pub(crate) struct ServiceState {
     shutting_down: bool,
     /// The most output queued at once (all connections) since memory was last handed back.
     queued_high_water: usize,
+    /// Consecutive housekeeping rounds that found almost nothing queued.
+    drained_checks: u32,
 }
 
 impl ServiceState {
@@ -226,6 +231,7 @@ impl ServiceState {
             tasks_done: Rc::new(Notify::new()),
             shutting_down: false,
             queued_high_water: 0,
+            drained_checks: 0,
         }
     }
 
@@ -1207,7 +1213,15 @@ impl ServiceState {
     /// showing the burst's peak resident size.
     fn return_memory_after_burst(&mut self, queued: usize) {
         self.queued_high_water = self.queued_high_water.max(queued);
-        if queued < RETURN_MEMORY_BELOW_BYTES && self.queued_high_water > RETURN_MEMORY_AFTER_BYTES
+        if queued >= RETURN_MEMORY_BELOW_BYTES {
+            self.drained_checks = 0;
+            return;
+        }
+        // Drained, and it stays so: under sustained overload a backlog empties for an instant now
+        // and then, and giving memory back each time would only make it fault back in.
+        self.drained_checks += 1;
+        if self.drained_checks >= DRAINED_CHECKS_BEFORE_RETURN
+            && self.queued_high_water > RETURN_MEMORY_AFTER_BYTES
         {
             self.queued_high_water = 0;
             release_free_memory();
