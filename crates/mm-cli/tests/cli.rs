@@ -3,7 +3,6 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
-use std::time::Duration;
 
 use mm_testkit::{GatewayProcess, PATIENCE};
 
@@ -79,14 +78,13 @@ impl Background {
         if let Some(mut stdout) = self.child.stdout.take() {
             stdout.read_to_string(&mut out).expect("read stdout");
         }
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return (status.code(), out);
-            }
-            assert!(std::time::Instant::now() < deadline, "mm did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut status = None;
+        mm_testkit::wait_until(PATIENCE, || {
+            status = self.child.try_wait().expect("wait");
+            status.is_some()
+        });
+        let status = status.expect("mm did not exit");
+        (status.code(), out)
     }
 }
 
@@ -347,16 +345,15 @@ fn a_closed_stdout_pipe_is_success() {
     assert!(first.contains("subject=PIPE"), "{first}");
     drop(lines);
     // Keep sending until it notices the closed pipe and exits.
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let code = loop {
+    // Keep sending until `listen` notices its stdout is gone and exits.
+    let mut status = None;
+    mm_testkit::wait_until(PATIENCE, || {
         let sent = run(mm(&gateway, "send", &["PIPE", "n=2", "--count", "10"]));
         assert!(sent.status.success());
-        if let Some(status) = listen.child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(std::time::Instant::now() < deadline, "listen did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        status = listen.child.try_wait().unwrap();
+        status.is_some()
+    });
+    let code = status.expect("listen did not exit").code();
     assert_eq!(code, Some(0));
     let errors: Vec<String> = listen.stderr_lines.try_iter().collect();
     assert!(errors.is_empty(), "{errors:?}");

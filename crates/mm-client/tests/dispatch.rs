@@ -67,10 +67,10 @@ fn queue_mode_runs_callbacks_on_the_calling_thread() {
         (result, started.elapsed())
     });
     // Wake until the waiting thread returns (a wake_up before it waits also counts).
-    while !handle.is_finished() {
+    assert!(mm_testkit::wait_until(PATIENCE, || {
         connection.wake_up();
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        handle.is_finished()
+    }));
     let (result, elapsed) = handle.join().unwrap();
     assert_eq!(result, Ok((0, 0)));
     assert!(elapsed < Duration::from_secs(30));

@@ -125,8 +125,11 @@ fn against_an_mm1_gateway_no_mm2_frame_is_sent_and_everything_works() {
         .unwrap_err();
     assert!(error.is_timeout(), "{error:?}");
 
-    // A quiet period longer than the heartbeat interval: an MM/1 gateway gets no PING.
-    std::thread::sleep(Duration::from_millis(200));
+    // Watch a quiet period longer than the heartbeat interval: an MM/1 gateway gets no PING.
+    let mm2_frame_seen = mm_testkit::wait_until(Duration::from_millis(200), || {
+        fake.actions().iter().any(|action| action.is_mm2_only())
+    });
+    assert!(!mm2_frame_seen, "{:?}", fake.actions());
     connection.close();
     let actions = fake.actions();
     assert!(

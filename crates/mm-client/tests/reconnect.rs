@@ -18,19 +18,17 @@ use mm_wire::Action;
 /// still being released.
 fn restart_on(port: u16) -> GatewayProcess {
     let port = port.to_string();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    let mut last_error = String::new();
+    let mut started = None;
+    // The old socket may linger for a moment: retry until the port is free again.
+    mm_testkit::wait_until(PATIENCE, || {
         match GatewayProcess::start_exact(&["--port", &port, "--bind", "127.0.0.1"]) {
-            Ok(gateway) => return gateway,
-            Err(error) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "gateway did not restart: {error}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            Ok(gateway) => started = Some(gateway),
+            Err(error) => last_error = error,
         }
-    }
+        started.is_some()
+    });
+    started.unwrap_or_else(|| panic!("gateway did not restart: {last_error}"))
 }
 
 fn fast_reconnect() -> ReconnectPolicy {

@@ -113,7 +113,7 @@ impl GatewayProcess {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut reader = BufReader::new(stderr);
             let mut line = String::new();
             while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
@@ -145,7 +145,8 @@ impl GatewayProcess {
         else {
             let _ = child.kill();
             let status = child.wait().ok();
-            std::thread::sleep(Duration::from_millis(50));
+            // The child is gone, so its stderr reaches EOF and the reader ends.
+            let _ = stderr_reader.join();
             let log = log.lock().map(|log| log.clone()).unwrap_or_default();
             return Err(format!(
                 "first line {first:?}, exit {status:?}, stderr:\n{log}"

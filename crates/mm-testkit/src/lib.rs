@@ -21,8 +21,18 @@ use std::time::{Duration, Instant};
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Polls `condition` every few milliseconds until it is true or `timeout` passes; returns whether
-/// it became true.
-pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+/// it became true. Also serves to watch a window of time for something that must *not* happen
+/// (`assert!(!wait_until(window, || bad_thing()))`).
+pub fn wait_until(timeout: Duration, condition: impl FnMut() -> bool) -> bool {
+    wait_until_every(timeout, Duration::from_millis(5), condition)
+}
+
+/// [`wait_until`], polling every `interval` (for conditions that are costly to check).
+pub fn wait_until_every(
+    timeout: Duration,
+    interval: Duration,
+    mut condition: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if condition() {
@@ -31,6 +41,6 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(interval);
     }
 }

@@ -54,18 +54,12 @@ impl Recorder {
         what: &str,
         mut predicate: impl FnMut(&Notification) -> bool,
     ) -> Notification {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(event) = self.events().into_iter().find(|event| predicate(event)) {
-                return event;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} notification; got {:#?}",
-                self.events()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let mut found = None;
+        mm_testkit::wait_until(PATIENCE, || {
+            found = self.events().into_iter().find(|event| predicate(event));
+            found.is_some()
+        });
+        found.unwrap_or_else(|| panic!("no {what} notification; got {:#?}", self.events()))
     }
 
     /// How many notifications match `predicate`.
