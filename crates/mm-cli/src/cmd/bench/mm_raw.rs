@@ -85,11 +85,33 @@ impl RawStream {
         }
     }
 
-    fn ping(&mut self, timeout: Duration) -> Result<()> {
+    /// PING, then wait for the PONG: every frame sent before it has been handled — by every
+    /// peer gateway too when `mesh` is set.
+    fn ping(&mut self, timeout: Duration, mesh: bool) -> Result<()> {
+        let body = if mesh {
+            Message::new().add_bool("mesh", true)
+        } else {
+            Message::new()
+        };
         let mut ping = Vec::new();
-        encode_frame(&mut ping, &Header::new(Action::Ping), &Message::new())?;
+        encode_frame(&mut ping, &Header::new(Action::Ping), &body)?;
         self.stream.write_all(&ping)?;
         self.until(timeout, |action| action == Action::Pong)
+    }
+
+    /// Subscribes `subject` as subscription 1 and waits until the gateway (and, with `mesh`,
+    /// every peer) has it.
+    fn subscribe(&mut self, subject: &str, mesh: bool) -> Result<()> {
+        let mut request = Vec::new();
+        encode_frame(
+            &mut request,
+            &Header::new(Action::Subscribe)
+                .with_subscription_id(1)
+                .with_subject(subject),
+            &Message::new(),
+        )?;
+        self.stream.write_all(&request)?;
+        self.ping(Duration::from_secs(10), mesh)
     }
 }
 
@@ -136,7 +158,7 @@ impl RawPublisher {
     pub fn flush(&mut self, timeout: Duration) -> Result<()> {
         self.raw.stream.write_all(&self.buffer)?;
         self.buffer.clear();
-        self.raw.ping(timeout)
+        self.raw.ping(timeout, false)
     }
 }
 
@@ -156,21 +178,7 @@ impl RawSubscriber {
         counter: Arc<Counter>,
     ) -> Result<Self> {
         let mut raw = RawStream::connect(address, service, "bench-raw-sub")?;
-        let mut request = Vec::new();
-        encode_frame(
-            &mut request,
-            &Header::new(Action::Subscribe)
-                .with_subscription_id(1)
-                .with_subject(subject),
-            &Message::new(),
-        )?;
-        encode_frame(
-            &mut request,
-            &Header::new(Action::Ping),
-            &Message::new().add_bool("mesh", mesh),
-        )?;
-        raw.stream.write_all(&request)?;
-        raw.until(Duration::from_secs(10), |action| action == Action::Pong)?;
+        raw.subscribe(subject, mesh)?;
         let stream = raw.stream.try_clone()?;
         let hits = counter.clone();
         std::thread::Builder::new()
@@ -211,16 +219,7 @@ impl RawResponder {
     /// Connects, subscribes and starts answering.
     pub fn start(address: &str, service: &str, subject: &str, payload: Payload) -> Result<Self> {
         let mut raw = RawStream::connect(address, service, "bench-raw-responder")?;
-        let mut request = Vec::new();
-        encode_frame(
-            &mut request,
-            &Header::new(Action::Subscribe)
-                .with_subscription_id(1)
-                .with_subject(subject),
-            &Message::new(),
-        )?;
-        raw.stream.write_all(&request)?;
-        raw.ping(Duration::from_secs(10))?;
+        raw.subscribe(subject, false)?;
         let stream = raw.stream.try_clone()?;
         let mut writer = raw.stream.try_clone()?;
         let reply = payload.message();
@@ -281,21 +280,7 @@ impl RawRequester {
             rand::random::<u64>(),
             rand::random::<u32>()
         );
-        let mut request = Vec::new();
-        encode_frame(
-            &mut request,
-            &Header::new(Action::Subscribe)
-                .with_subscription_id(1)
-                .with_subject(&format!("{inbox}.*")),
-            &Message::new(),
-        )?;
-        encode_frame(
-            &mut request,
-            &Header::new(Action::Ping),
-            &Message::new().add_bool("mesh", true),
-        )?;
-        raw.stream.write_all(&request)?;
-        raw.until(Duration::from_secs(10), |action| action == Action::Pong)?;
+        raw.subscribe(&format!("{inbox}.*"), true)?;
         Ok(RawRequester {
             raw,
             inbox,
