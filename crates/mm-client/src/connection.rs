@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use mm_wire::Message;
@@ -17,6 +16,7 @@ use crate::error::{
 use crate::outbound::Admission;
 use crate::params::{ConnectionParams, DispatchMode};
 use crate::received::Received;
+use crate::reply_wait::WaitFailed;
 use crate::requests::{Outcome, Waiter};
 use crate::shared::{Handle, Shared, publish_error};
 use crate::status::{ConnectionStats, ConnectionStatus, GatewayInfo};
@@ -161,26 +161,21 @@ impl Connection {
     ) -> Result<Received, RequestError> {
         let shared = self.shared();
         shared.check_request(subject)?;
+        let start = Instant::now();
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let (number, reply_subject) = shared.requests.register_reply(Waiter::Blocking(sender));
         if let Err(error) = shared.publish_blocking(subject, &reply_subject, message) {
             shared.requests.cancel_reply(number);
             return Err(error.into());
         }
-        match receiver.recv_timeout(timeout) {
+        let cancel = || shared.requests.cancel_reply(number);
+        match shared.reply_wait.wait(&receiver, start, timeout, cancel) {
             Ok(outcome) => request_outcome(outcome, subject),
-            Err(RecvTimeoutError::Timeout) => {
-                shared.requests.cancel_reply(number);
-                // The reply may have raced the timeout.
-                match receiver.try_recv() {
-                    Ok(outcome) => request_outcome(outcome, subject),
-                    Err(_) => Err(RequestError::Timeout {
-                        subject: subject.to_owned(),
-                        timeout,
-                    }),
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(RequestError::Closed),
+            Err(WaitFailed::Timeout) => Err(RequestError::Timeout {
+                subject: subject.to_owned(),
+                timeout,
+            }),
+            Err(WaitFailed::Closed) => Err(RequestError::Closed),
         }
     }
 
@@ -206,7 +201,7 @@ impl Connection {
 
     fn flush_inner(&self, timeout: Duration, mesh: bool) -> Result<(), FlushError> {
         let shared = self.shared();
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let waiter = Waiter::Blocking(sender);
         let cancel: Box<dyn Fn() + '_> = if shared.protocol() == Protocol::Mm1 {
@@ -227,17 +222,10 @@ impl Connection {
             }
             Box::new(move || shared.requests.cancel_pong(number))
         };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match receiver.recv_timeout(remaining) {
+        match shared.reply_wait.wait(&receiver, start, timeout, cancel) {
             Ok(outcome) => flush_outcome(outcome),
-            Err(RecvTimeoutError::Timeout) => {
-                cancel();
-                match receiver.try_recv() {
-                    Ok(outcome) => flush_outcome(outcome),
-                    Err(_) => Err(FlushError::Timeout { timeout }),
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(FlushError::Closed),
+            Err(WaitFailed::Timeout) => Err(FlushError::Timeout { timeout }),
+            Err(WaitFailed::Closed) => Err(FlushError::Closed),
         }
     }
 

@@ -72,6 +72,7 @@ mod notification;
 mod outbound;
 mod params;
 mod received;
+mod reply_wait;
 mod requests;
 mod shared;
 mod status;
@@ -85,8 +86,8 @@ pub use error::{
 pub use notification::{LogLevel, Logger, Notification, NotificationHook};
 pub use params::{
     ConnectionParams, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_PENDING_BYTES,
-    DEFAULT_PENDING_MESSAGES, DEFAULT_RECONNECT_BUFFER_BYTES, DEFAULT_WRITE_HIGH_WATER,
-    DispatchMode, PendingLimits, ReconnectPolicy,
+    DEFAULT_PENDING_MESSAGES, DEFAULT_RECONNECT_BUFFER_BYTES, DEFAULT_REQUEST_SPIN,
+    DEFAULT_WRITE_HIGH_WATER, DispatchMode, PendingLimits, ReconnectPolicy,
 };
 pub use received::Received;
 pub use status::{ConnectionStats, ConnectionStatus, GatewayInfo};

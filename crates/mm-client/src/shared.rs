@@ -22,6 +22,7 @@ use crate::error::{InvalidSubject, PublishError, RequestError, SubscribeError};
 use crate::notification::{LogLevel, Notification, Notifier};
 use crate::outbound::{Admission, LinkState, Outbound, PushError};
 use crate::params::ConnectionParams;
+use crate::reply_wait::ReplyWait;
 use crate::requests::{INBOX_SUBSCRIPTION_ID, Outcome, Requests};
 use crate::status::{ConnectionStats, ConnectionStatus, Counters, GatewayInfo};
 
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) dispatch: DispatchQueue,
     /// The request inbox and everyone waiting for a reply or a PONG.
     pub(crate) requests: Requests,
+    /// How blocking requests and flushes wait for their outcome.
+    pub(crate) reply_wait: ReplyWait,
     /// Delivers notifications and log lines on its own thread.
     pub(crate) notifier: Notifier,
     /// The engine's counters.
@@ -95,6 +98,7 @@ impl Shared {
             subscriptions: SubscriptionTable::default(),
             dispatch: DispatchQueue::new(),
             requests,
+            reply_wait: ReplyWait::new(params.request_spin),
             notifier,
             counters: Counters::default(),
             next_subscription_id: AtomicU32::new(INBOX_SUBSCRIPTION_ID + 1),
@@ -182,6 +186,8 @@ impl Shared {
             undecodable_messages: Counters::get(&counters.undecodable_messages),
             reconnects: Counters::get(&counters.reconnects),
             requests_in_flight: self.requests.in_flight(),
+            spin_hits: self.reply_wait.hits(),
+            spin_misses: self.reply_wait.misses(),
             notifications_lost: self.notifier.lost(),
         }
     }

@@ -66,6 +66,11 @@ pub struct ConnectionStats {
     pub reconnects: u64,
     /// Requests and flushes waiting for an answer.
     pub requests_in_flight: usize,
+    /// Blocking requests and flushes whose answer arrived while the caller was still spinning
+    /// (see [`ConnectionParams::with_request_spin`](crate::ConnectionParams::with_request_spin)).
+    pub spin_hits: u64,
+    /// Blocking requests and flushes that spun for the whole window and then slept.
+    pub spin_misses: u64,
     /// Notifications and log lines lost because the hook fell behind.
     pub notifications_lost: u64,
 }

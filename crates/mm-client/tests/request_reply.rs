@@ -107,6 +107,44 @@ fn timeout_is_distinct() {
 }
 
 #[test]
+fn a_blocking_request_spins_for_its_reply_within_the_window_and_not_when_disabled() {
+    let gateway = GatewayProcess::start(&[]);
+    let server = connect(&gateway);
+    let _adder = adder(&server);
+    server.flush(PATIENCE).unwrap();
+    let request = Message::new().add_f64("A", 1.0).add_f64("B", 2.0);
+
+    // A window far longer than any round trip: every reply arrives while the caller spins,
+    // unless another thread of this process holds the one spin slot a 2-CPU machine allows.
+    let spinning =
+        Connection::connect(params(&gateway).with_request_spin(Duration::from_secs(5))).unwrap();
+    for _ in 0..5 {
+        let reply = spinning
+            .send_request("Service.Add", &request, PATIENCE)
+            .unwrap();
+        assert_eq!(reply.message().get_f64("sum").unwrap(), 3.0);
+    }
+    let stats = spinning.stats();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus > 1 {
+        assert!(stats.spin_hits >= 1, "{stats:?}");
+    } else {
+        assert_eq!(stats.spin_hits, 0, "one CPU: never spin");
+    }
+    assert_eq!(stats.spin_misses, 0, "{stats:?}");
+
+    let sleeping = Connection::connect(params(&gateway).with_request_spin(Duration::ZERO)).unwrap();
+    for _ in 0..5 {
+        sleeping
+            .send_request("Service.Add", &request, PATIENCE)
+            .unwrap();
+    }
+    sleeping.flush(PATIENCE).unwrap();
+    let stats = sleeping.stats();
+    assert_eq!((stats.spin_hits, stats.spin_misses), (0, 0), "{stats:?}");
+}
+
+#[test]
 fn blocking_request_from_inside_a_callback_works() {
     let gateway = GatewayProcess::start(&[]);
     let server = connect(&gateway);

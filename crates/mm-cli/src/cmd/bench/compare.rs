@@ -274,6 +274,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
                     payload: Payload::Blob(16),
                     count: count(50_000),
                     rate,
+                    request_spin: None,
                 })?);
             }
         }

@@ -373,13 +373,25 @@ pub enum Requester {
 }
 
 impl Requester {
-    /// Connects a requester.
-    pub fn connect(system: System, address: &str, service: &str, payload: Payload) -> Result<Self> {
+    /// Connects a requester; `spin` overrides the library's request spin window.
+    pub fn connect(
+        system: System,
+        address: &str,
+        service: &str,
+        payload: Payload,
+        spin: Option<Duration>,
+    ) -> Result<Self> {
         Ok(match system {
-            System::Mm => Requester::Mm {
-                connection: Connection::connect(mm_params(address, service, "bench-requester"))?,
-                message: payload.message(),
-            },
+            System::Mm => {
+                let mut params = mm_params(address, service, "bench-requester");
+                if let Some(spin) = spin {
+                    params = params.with_request_spin(spin);
+                }
+                Requester::Mm {
+                    connection: Connection::connect(params)?,
+                    message: payload.message(),
+                }
+            }
             System::MmRaw => {
                 Requester::MmRaw(mm_raw::RawRequester::connect(address, service, payload)?)
             }

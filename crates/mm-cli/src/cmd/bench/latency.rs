@@ -30,6 +30,8 @@ pub struct LatencySpec {
     pub count: u64,
     /// Requests per second in fixed-rate mode; `None` = back to back.
     pub rate: Option<f64>,
+    /// The library requester's spin window; `None` = the library's default.
+    pub request_spin: Option<Duration>,
 }
 
 /// Latency percentiles in microseconds.
@@ -70,8 +72,13 @@ pub fn run(spec: &LatencySpec) -> Result<LatencyResult> {
         REQUEST_SUBJECT,
         spec.payload,
     )?;
-    let mut requester =
-        Requester::connect(spec.system, requester_address, &spec.service, spec.payload)?;
+    let mut requester = Requester::connect(
+        spec.system,
+        requester_address,
+        &spec.service,
+        spec.payload,
+        spec.request_spin,
+    )?;
     let timeout = Duration::from_secs(10);
     // Warm-up: connections, caches, the inbox subscription's propagation.
     for _ in 0..(spec.count / 10).max(100) {

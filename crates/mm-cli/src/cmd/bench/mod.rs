@@ -132,6 +132,10 @@ struct RequestArgs {
     /// Fixed rate in requests per second (latency measured from each request's due time).
     #[arg(long)]
     rate: Option<f64>,
+    /// How long the library's blocking request spins for its reply before sleeping, in
+    /// microseconds (`--system mm` only; 0 never spins; default: the library's, 200).
+    #[arg(long, value_name = "MICROSECONDS")]
+    request_spin_us: Option<u64>,
 }
 
 /// Runs `mm bench`.
@@ -248,6 +252,7 @@ fn request_command(args: RequestArgs) -> Result<()> {
         payload: args.target.payload(),
         count: args.count,
         rate: args.rate,
+        request_spin: args.request_spin_us.map(Duration::from_micros),
     })?;
     if args.target.json {
         println!("{}", serde_json::to_string(&result)?);
