@@ -43,7 +43,10 @@
 //! When the socket has been quiet, a publishing thread writes its frame itself rather than waking
 //! the engine: a request and its reply each save a thread hand-off. Request replies complete their
 //! waiter directly from the engine — never through the dispatch queue — so a blocking
-//! [`Connection::send_request`] works even from inside a subscription callback. Everything else
+//! [`Connection::send_request`] works even from inside a subscription callback; the waiting thread
+//! polls for its reply for a short bounded window before it sleeps, because waking a sleeping
+//! thread costs about as much as a round trip on one host (see
+//! [`ConnectionParams::with_request_spin`]). Everything else
 //! goes to the subscription's callback (on a library dispatch thread, or in
 //! [`Connection::process_message_queue`]) or its [`AsyncSubscription`] stream, bounded by
 //! per-subscription [`PendingLimits`]; the engine never waits for the application.
@@ -61,7 +64,8 @@
 //! * [`ConnectionStats`], [`ConnectionStatus`], [`GatewayInfo`] — what a connection knows.
 //! * Internals: `engine.rs` (the socket, sessions, reconnect), `outbound.rs` (the shared output
 //!   buffer), `dispatch.rs` (subscriptions, pending limits, the dispatch queue), `requests.rs`
-//!   (the muxed inbox and flush waiters), `shared.rs` (the state both front ends use).
+//!   (the muxed inbox and flush waiters), `reply_wait.rs` (how a blocking caller waits for its
+//!   answer: spin, then sleep), `shared.rs` (the state both front ends use).
 
 mod async_connection;
 mod connection;
