@@ -1,78 +1,34 @@
-//! One TCP connection of a service — a client or a mesh link — and the task that drives its socket.
+//! One connection of a service — a client or a mesh link — as the service loop sees it.
 //!
-//! A connection has two halves:
+//! Connections live in a [`Connections`] map owned by the service loop and are named one way
+//! only: by a [`ConnectionKey`], a generational key. A key whose connection has closed never
+//! reaches another connection that later reuses its slot, so anything may hold a key (a pending
+//! mesh flush, a stalled publisher, a connection's socket task) without keeping the connection
+//! alive and without a pointer comparison.
 //!
-//! * [`ConnectionHandle`] (behind an `Rc`): the socket and the few flags that the connection's own
-//!   task and the service loop both touch. It outlives the connection's entry in the service, so a
-//!   closing connection can still send its last bytes.
-//! * [`Connection`]: everything else — role, subscriptions, queued output, counters — owned by the
-//!   service loop's slab. Other connections' deliveries append to its [`OutboundBuffer`].
-//!
-//! The task ([`drive`]) waits for the socket to become readable (or writable, when output is
-//! queued) and calls into the service loop, which does all the work synchronously. Nothing here
-//! holds a lock: the service runs on one thread, and the `RefCell` borrow lasts exactly as long
-//! as one batch.
+//! The socket itself and the flags its task shares with the loop are in
+//! [`ConnectionHandle`](crate::socket::ConnectionHandle).
 
-use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mm_wire::handshake::Protocol;
-use tokio::io::Interest;
-use tokio::net::TcpStream;
-use tokio::sync::Notify;
-use tracing::debug;
+use slotmap::SlotMap;
 
+use crate::counters::ConnectionCounters;
 use crate::outbound::OutboundBuffer;
-use crate::service::{ReadOutcome, ServiceState};
-use crate::stats::ConnectionStats;
+use crate::socket::ConnectionHandle;
 
-/// Index of a connection in its service's slab.
-pub(crate) type Slot = usize;
-
-/// How long a connection reading from publishers pauses when a subscriber it feeds is above 75 %
-/// of its bound (SPEC §6.3: "at most a few milliseconds at a time").
-pub(crate) const STALL: Duration = Duration::from_millis(2);
-
-/// How long a closing connection may take to send its last bytes and see the peer's EOF.
-const LINGER: Duration = Duration::from_millis(1000);
-
-/// How long a closing connection lingers when the whole gateway shuts down.
-const SHUTDOWN_LINGER: Duration = Duration::from_millis(200);
-
-/// The part of a connection shared by its task and the service loop.
-pub(crate) struct ConnectionHandle {
-    /// The socket. Owned here; dropped (closed) when the task and the service entry are gone.
-    pub(crate) stream: TcpStream,
-    /// Wakes the task: output was queued while the socket was full, the connection was closed,
-    /// or a subscriber this connection was waiting for has drained.
-    pub(crate) wake: Notify,
-    /// The connection's slot in the service. Valid while `closed` is false.
-    pub(crate) slot: Cell<Slot>,
-    /// Set once by [`ServiceState::close`]; the task then lingers and exits.
-    pub(crate) closed: Cell<bool>,
-    /// Bytes to send before the socket closes (an ERROR frame, or what was queued when the client
-    /// said DISCONNECT). Written best effort while lingering.
-    pub(crate) final_bytes: RefCell<Vec<u8>>,
-    /// Whether the close comes from a gateway shutdown (shorter linger).
-    pub(crate) shutting_down: Cell<bool>,
+slotmap::new_key_type! {
+    /// Names a connection of a service. Generational: once the connection is closed the key
+    /// matches nothing, even when its slot holds a newer connection.
+    pub(crate) struct ConnectionKey;
 }
 
-impl ConnectionHandle {
-    /// A handle for a socket that will live at `slot`.
-    pub(crate) fn new(stream: TcpStream) -> Rc<ConnectionHandle> {
-        Rc::new(ConnectionHandle {
-            stream,
-            wake: Notify::new(),
-            slot: Cell::new(usize::MAX),
-            closed: Cell::new(false),
-            final_bytes: RefCell::new(Vec::new()),
-            shutting_down: Cell::new(false),
-        })
-    }
-}
+/// Every live connection of a service, by key.
+pub(crate) type Connections = SlotMap<ConnectionKey, Connection>;
 
 /// What is on the other end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +96,16 @@ pub(crate) enum CloseReason {
     Shutdown,
 }
 
+impl CloseReason {
+    /// Whether this is an ordinary end (logged at info level, not as a warning).
+    pub(crate) fn is_ordinary(self) -> bool {
+        matches!(
+            self,
+            CloseReason::Disconnect | CloseReason::PeerClosed | CloseReason::Shutdown
+        )
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -191,7 +157,7 @@ pub(crate) struct Connection {
     pub(crate) subscriptions: SubscriptionMap,
     /// Creation counter for `SubscriptionEntry::sequence`.
     pub(crate) subscription_sequence: u64,
-    /// Queued output.
+    /// Queued output. Bound: `output_bound` (enforced by the service loop's flush).
     pub(crate) outbound: OutboundBuffer,
     /// Bytes of an incomplete frame carried over between reads; empty (and unallocated) most of
     /// the time, because reads go through the service's shared read buffer.
@@ -199,36 +165,60 @@ pub(crate) struct Connection {
     /// Bound of `outbound`.
     pub(crate) output_bound: usize,
     /// Counters.
-    pub(crate) stats: ConnectionStats,
+    pub(crate) counters: ConnectionCounters,
     /// When bytes last arrived.
     pub(crate) last_received: Instant,
     /// When bytes were last written.
     pub(crate) last_sent: Instant,
-    /// The publish sequence this link last received a copy of: a message goes to a link at most
-    /// once, however many of the link's patterns match it.
+    /// Owned by the router: the publish sequence this link last received a copy of, so a message
+    /// goes to a link at most once however many of the link's patterns match it.
     pub(crate) delivered_sequence: u64,
-    /// Whether the connection is in the service's list of connections to flush after this batch.
-    pub(crate) queued_for_flush: bool,
-    /// Publishers stalled on this connection's backlog, woken when it drains below half its bound.
-    pub(crate) stalled_publishers: Vec<Rc<ConnectionHandle>>,
-    /// This connection's last publish: its subject (valid) and, while the trie is unchanged, the
-    /// subscriptions it matched. A publisher almost always repeats its subject; then both the
-    /// subject check and the trie lookup are skipped.
-    pub(crate) last_publish: LastPublish,
+    /// Publishers stalled on this connection's backlog, woken when it drains below half its
+    /// bound. At most one entry per publisher.
+    pub(crate) stalled_publishers: Vec<ConnectionKey>,
 }
 
-/// See [`Connection::last_publish`].
-#[derive(Debug, Default)]
-pub(crate) struct LastPublish {
-    /// The subject; empty when nothing is remembered (a valid subject is never empty).
-    pub(crate) subject: Vec<u8>,
-    /// The trie generation `matches` was computed at.
-    pub(crate) generation: u64,
-    /// The subscriptions the subject matched.
-    pub(crate) matches: Vec<crate::service::SubscriberKey>,
+/// What a new connection is, as the service loop attaches it.
+pub(crate) struct NewConnection {
+    /// The socket's handle.
+    pub(crate) handle: Rc<ConnectionHandle>,
+    /// The peer's address.
+    pub(crate) address: SocketAddr,
+    /// Client name, or peer gateway name.
+    pub(crate) name: String,
+    /// What is on the other end.
+    pub(crate) role: Role,
+    /// The negotiated protocol.
+    pub(crate) protocol: Protocol,
+    /// The peer's announced heartbeat interval.
+    pub(crate) peer_heartbeat: Duration,
 }
 
 impl Connection {
+    /// A connection with nothing queued and no subscriptions.
+    pub(crate) fn new(id: u64, new: NewConnection, output_bound: usize) -> Connection {
+        let now = Instant::now();
+        Connection {
+            id,
+            handle: new.handle,
+            address: new.address,
+            name: new.name,
+            role: new.role,
+            protocol: new.protocol,
+            peer_heartbeat: new.peer_heartbeat,
+            subscriptions: SubscriptionMap::default(),
+            subscription_sequence: 0,
+            outbound: OutboundBuffer::default(),
+            inbound_partial: bytes::BytesMut::new(),
+            output_bound,
+            counters: ConnectionCounters::default(),
+            last_received: now,
+            last_sent: now,
+            delivered_sequence: 0,
+            stalled_publishers: Vec::new(),
+        }
+    }
+
     /// The connection's id, name and address, for log lines.
     pub(crate) fn describe(&self) -> String {
         format!(
@@ -239,108 +229,46 @@ impl Connection {
             self.address
         )
     }
-}
 
-/// Waits until the socket is ready for `interest`, or forever if there is no interest.
-async fn ready(
-    stream: &TcpStream,
-    interest: Option<Interest>,
-) -> std::io::Result<tokio::io::Ready> {
-    match interest {
-        Some(interest) => stream.ready(interest).await,
-        None => std::future::pending().await,
+    /// Queues a whole frame the gateway built, and counts it.
+    pub(crate) fn queue(&mut self, frame: &[u8]) {
+        self.outbound.push(frame);
+        self.counters.frames_out += 1;
+        self.counters.bytes_out += frame.len() as u64;
     }
-}
 
-/// The task of one connection: waits for socket readiness and hands each event to the service
-/// loop. Ends when the connection is closed, after lingering to deliver its last bytes.
-pub(crate) async fn drive(service: Rc<RefCell<ServiceState>>, handle: Rc<ConnectionHandle>) {
-    let mut stall_until: Option<tokio::time::Instant> = None;
-    while !handle.closed.get() {
-        let wants_write = service.borrow().wants_write(&handle);
-        let interest = match (stall_until.is_none(), wants_write) {
-            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-            (true, false) => Some(Interest::READABLE),
-            (false, true) => Some(Interest::WRITABLE),
-            (false, false) => None,
-        };
-        tokio::select! {
-            biased;
-            _ = handle.wake.notified() => {
-                // Something changed: output queued, closed, or the subscriber we waited for
-                // drained. Re-evaluate; a stall ends early.
-                stall_until = None;
+    /// Writes as much queued output as the socket takes, with one vectored `write`.
+    pub(crate) fn write_some(&mut self) -> Result<(), CloseReason> {
+        if self.outbound.is_empty() {
+            return Ok(());
+        }
+        let stream = &self.handle.stream;
+        match self
+            .outbound
+            .write_with(|slices| stream.try_write_vectored(slices))
+        {
+            Ok(_) => {
+                self.counters.write_calls += 1;
+                self.last_sent = Instant::now();
+                Ok(())
             }
-            result = ready(&handle.stream, interest) => {
-                let mut state = service.borrow_mut();
-                match result {
-                    Ok(readiness) => {
-                        if readiness.is_writable() {
-                            state.on_writable(&handle);
-                        }
-                        if readiness.is_readable() || readiness.is_read_closed() {
-                            match state.on_readable(&handle) {
-                                ReadOutcome::Continue => {}
-                                ReadOutcome::Stall => {
-                                    stall_until = Some(tokio::time::Instant::now() + STALL);
-                                }
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        debug!(%error, "readiness failed");
-                        state.close_handle(&handle, crate::connection::CloseReason::ReadError);
-                    }
-                }
-            }
-            _ = async {
-                if let Some(deadline) = stall_until {
-                    tokio::time::sleep_until(deadline).await;
-                }
-            }, if stall_until.is_some() => {
-                stall_until = None;
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(error) => {
+                tracing::debug!(%error, "write failed");
+                Err(CloseReason::WriteError)
             }
         }
     }
-    linger(&handle).await;
-    service.borrow_mut().task_finished();
-}
 
-/// Sends a closed connection's last bytes, half-closes it and waits briefly for the peer's EOF,
-/// so that an ERROR sent just before closing is not lost to a TCP reset.
-async fn linger(handle: &ConnectionHandle) {
-    let limit = if handle.shutting_down.get() {
-        SHUTDOWN_LINGER
-    } else {
-        LINGER
-    };
-    let deadline = tokio::time::Instant::now() + limit;
-    let final_bytes = std::mem::take(&mut *handle.final_bytes.borrow_mut());
-    let _ = tokio::time::timeout_at(deadline, async {
-        let mut written = 0;
-        while written < final_bytes.len() {
-            if handle.stream.writable().await.is_err() {
-                return;
-            }
-            match handle.stream.try_write(&final_bytes[written..]) {
-                Ok(n) => written += n,
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
+    /// Registers `publisher` to be woken when this connection drains; returns false if it is this
+    /// connection itself (a connection never stalls on its own backlog).
+    pub(crate) fn stall(&mut self, publisher: ConnectionKey, own_key: ConnectionKey) -> bool {
+        if publisher == own_key {
+            return false;
         }
-        let _ = socket2::SockRef::from(&handle.stream).shutdown(std::net::Shutdown::Write);
-        let mut discard = [0u8; 4096];
-        loop {
-            if handle.stream.readable().await.is_err() {
-                return;
-            }
-            match handle.stream.try_read(&mut discard) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
+        if !self.stalled_publishers.contains(&publisher) {
+            self.stalled_publishers.push(publisher);
         }
-    })
-    .await;
+        true
+    }
 }

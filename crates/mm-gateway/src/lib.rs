@@ -18,33 +18,51 @@
 //! # Where to find things
 //!
 //! * [`config`] — defaults, the JSON configuration file.
+//! * `context` — what the whole gateway shares with its services.
 //! * `listener` — accepting connections, CONNECT, hand-over to services.
-//! * `service` — the per-service event loop: the hot path.
-//! * `connection` — one connection's state and socket task.
+//! * `service` — the per-service event loop: the hot path. It owns and wires the parts below.
+//! * `socket` — the task that drives one connection's socket, and lingering on close.
+//! * `inbound` — socket to frames: reads through the service's shared buffer.
+//! * `connection` — one connection's state; connections are named by generational keys.
+//! * `router` — the subject index, routing, publishers' memos, and the flush set (`flush_set`).
 //! * `outbound` — per-connection output buffers.
 //! * [`subject_trie`] — the subscription index and its match cache.
-//! * `mesh` — links to peer gateways, interest propagation, mesh-wide flush.
-//! * `stats` — counters and the `_MM.STATS` answer.
+//! * `mesh` — links to peer gateways, interest propagation, mesh-wide flush: a state machine
+//!   that returns effects; `mesh::dial` dials.
+//! * `counters`, `stats` — counters, and the `_MM.STATS` answer built from them.
+//! * `memory` — handing memory back to the system after a burst.
+//!
+//! Dependencies between these modules point one way — `service` uses the parts, the parts never
+//! use `service` — and docs/architecture.md draws the picture.
 
 pub mod config;
 mod connection;
+mod context;
+mod counters;
+mod flush_set;
+mod inbound;
 mod listener;
+mod memory;
 mod mesh;
 mod outbound;
+mod router;
 mod service;
+mod socket;
 mod stats;
 pub mod subject_trie;
+#[cfg(test)]
+mod test_harness;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub use config::{ConfigError, GatewayConfig, MeshConfig};
-pub use service::GatewayContext;
+pub use context::GatewayContext;
 
 /// A gateway that failed to start.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +77,13 @@ pub enum GatewayError {
         source: std::io::Error,
     },
     /// A configured service could not be started.
-    #[error("cannot start service `{service}`: {message}")]
+    #[error("cannot start service `{service}`: {source}")]
     Service {
         /// The service.
         service: String,
         /// Why.
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -74,6 +93,7 @@ pub struct Gateway {
     local_address: SocketAddr,
     registry: Arc<listener::ServiceRegistry>,
     context: Arc<GatewayContext>,
+    shutdown: CancellationToken,
 }
 
 impl Gateway {
@@ -88,20 +108,26 @@ impl Gateway {
             .local_addr()
             .map_err(|source| GatewayError::Bind { address, source })?;
         let context = Arc::new(GatewayContext::new(config, local_address));
-        let registry = Arc::new(listener::ServiceRegistry::new(context.clone()));
+        let shutdown = CancellationToken::new();
+        let registry = Arc::new(listener::ServiceRegistry::new(
+            context.clone(),
+            shutdown.clone(),
+        ));
         for mesh in &context.config.meshes {
-            registry
-                .service(&mesh.service)
-                .map_err(|error| GatewayError::Service {
+            if let Err(error) = registry.service(&mesh.service) {
+                registry.shutdown().await;
+                return Err(GatewayError::Service {
                     service: mesh.service.clone(),
-                    message: format!("{error:?}"),
-                })?;
+                    source: Box::new(error),
+                });
+            }
         }
         Ok(Gateway {
             listener,
             local_address,
             registry,
             context,
+            shutdown,
         })
     }
 
@@ -116,17 +142,18 @@ impl Gateway {
     }
 
     /// Accepts connections until `shutdown` completes, then closes every connection and stops
-    /// every service.
+    /// every service. One cancellation token reaches everything: the acceptor, handshakes in
+    /// progress, every service loop and its dials; each waits for its tasks through a
+    /// `TaskTracker`.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
-        let (stop, stopped) = watch::channel(false);
         let acceptor = tokio::spawn(listener::accept_loop(
             self.listener,
             self.registry.clone(),
-            stopped,
+            self.shutdown.clone(),
         ));
         shutdown.await;
         info!("shutting down");
-        let _ = stop.send(true);
+        self.shutdown.cancel();
         let _ = acceptor.await;
         self.registry.shutdown().await;
         info!("stopped");

@@ -18,10 +18,14 @@ use mm_wire::handshake::{ConnectOptions, ErrorCode, PeerHello, Protocol};
 use mm_wire::subject::validate_service_name_bytes;
 use mm_wire::{Action, Frame, FrameDecoder, Header, encode_frame};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::service::{self, GatewayContext, Incoming, ServiceCommand, ServiceHandle};
+use crate::context::GatewayContext;
+use crate::service::{self, Incoming, ServiceCommand, ServiceHandle};
+use crate::socket::send_and_close;
 
 /// Pause after a failed `accept` (typically: out of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -32,22 +36,30 @@ pub(crate) struct ServiceRegistry {
     /// Locked only by the acceptor when a CONNECT names a service, and at shutdown — never on the
     /// routing path.
     services: Mutex<HashMap<String, ServiceHandle>>,
+    /// Cancelled at shutdown; every service runs under a child of it.
+    shutdown: CancellationToken,
 }
 
 /// Why a service cannot be used.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum ServiceUnavailable {
     /// The configuration does not allow it.
+    #[error("this gateway does not serve that service")]
     Refused,
-    /// Its thread could not be started, or it has stopped.
-    Failed(String),
+    /// Its thread or event loop could not be started.
+    #[error("cannot start the service: {0}")]
+    CannotStart(#[source] std::io::Error),
+    /// The registry's lock was poisoned by a panic elsewhere.
+    #[error("the service registry is unusable after an internal error")]
+    Poisoned,
 }
 
 impl ServiceRegistry {
-    pub(crate) fn new(context: Arc<GatewayContext>) -> Self {
+    pub(crate) fn new(context: Arc<GatewayContext>, shutdown: CancellationToken) -> Self {
         ServiceRegistry {
             context,
             services: Mutex::new(HashMap::new()),
+            shutdown,
         }
     }
 
@@ -62,26 +74,24 @@ impl ServiceRegistry {
         let mut services = self
             .services
             .lock()
-            .map_err(|_| ServiceUnavailable::Failed("service registry poisoned".into()))?;
+            .map_err(|_| ServiceUnavailable::Poisoned)?;
         if let Some(handle) = services.get(name) {
             return Ok(handle.commands.clone());
         }
-        let handle = service::start(name, self.context.clone())
-            .map_err(|error| ServiceUnavailable::Failed(error.to_string()))?;
+        let handle = service::start(name, self.context.clone(), self.shutdown.child_token())
+            .map_err(ServiceUnavailable::CannotStart)?;
         let commands = handle.commands.clone();
         services.insert(name.to_owned(), handle);
         Ok(commands)
     }
 
-    /// Stops every service and waits for their threads.
+    /// Stops every service (cancels the shutdown token) and waits for their threads.
     pub(crate) async fn shutdown(&self) {
+        self.shutdown.cancel();
         let handles: Vec<ServiceHandle> = match self.services.lock() {
             Ok(mut services) => services.drain().map(|(_, handle)| handle).collect(),
             Err(_) => Vec::new(),
         };
-        for handle in &handles {
-            let _ = handle.commands.send(ServiceCommand::Shutdown).await;
-        }
         for mut handle in handles {
             if let Some(thread) = handle.thread.take() {
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -90,26 +100,33 @@ impl ServiceRegistry {
     }
 }
 
-/// Accepts connections until `shutdown` changes.
+/// Accepts connections until `shutdown` is cancelled; handshakes still in progress then end.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     registry: Arc<ServiceRegistry>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
+    let handshakes = TaskTracker::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, address)) => {
-                    tokio::spawn(handshake(stream, address, registry.clone()));
+                    let registry = registry.clone();
+                    let shutdown = shutdown.clone();
+                    handshakes.spawn(async move {
+                        shutdown.run_until_cancelled(handshake(stream, address, registry)).await;
+                    });
                 }
                 Err(error) => {
                     warn!(%error, "accept failed");
                     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.cancelled() => break,
         }
     }
+    handshakes.close();
+    handshakes.wait().await;
 }
 
 /// Reads the first frame and hands the connection to its service.
@@ -172,12 +189,7 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
     let commands = match registry.service(&service_name) {
         Ok(commands) => commands,
         Err(unavailable) => {
-            let text = match unavailable {
-                ServiceUnavailable::Refused => {
-                    "this gateway does not serve that service".to_owned()
-                }
-                ServiceUnavailable::Failed(error) => error,
-            };
+            let text = unavailable.to_string();
             warn!(%address, service = %service_name, "{text}: refusing connection");
             refuse(
                 &stream,
@@ -214,20 +226,37 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
     }
 }
 
+/// Why a connection ended before its first frame.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    /// The peer closed the connection.
+    #[error("peer closed the connection")]
+    PeerClosed,
+    /// Reading failed.
+    #[error("read error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The bytes are not a valid frame.
+    #[error("malformed first frame: {0}")]
+    Malformed(#[from] mm_wire::DecodeError),
+}
+
 /// Reads until one whole frame is decoded.
-async fn read_frame(stream: &TcpStream, decoder: &mut FrameDecoder) -> Result<Frame, String> {
+async fn read_frame(
+    stream: &TcpStream,
+    decoder: &mut FrameDecoder,
+) -> Result<Frame, HandshakeError> {
     loop {
-        if let Some(frame) = decoder.next_frame().map_err(|error| error.to_string())? {
+        if let Some(frame) = decoder.next_frame()? {
             return Ok(frame);
         }
-        stream.readable().await.map_err(|error| error.to_string())?;
+        stream.readable().await?;
         let buffer = decoder.buffer_mut();
         buffer.reserve(4096);
         match stream.try_read_buf(buffer) {
-            Ok(0) => return Err("peer closed the connection".to_owned()),
+            Ok(0) => return Err(HandshakeError::PeerClosed),
             Ok(_) => {}
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error.to_string()),
+            Err(error) => return Err(error.into()),
         }
     }
 }
@@ -254,32 +283,5 @@ async fn refuse(
     if encode_frame(&mut frame, &header, &code.message(text)).is_err() {
         return;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let mut written = 0;
-        while written < frame.len() {
-            if stream.writable().await.is_err() {
-                return;
-            }
-            match stream.try_write(&frame[written..]) {
-                Ok(n) => written += n,
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
-        }
-        // Half-close and wait for the peer to close, so the ERROR is not lost to a reset.
-        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
-        let mut discard = [0u8; 1024];
-        loop {
-            if stream.readable().await.is_err() {
-                return;
-            }
-            match stream.try_read(&mut discard) {
-                Ok(0) => return,
-                Ok(_) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
-        }
-    })
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), send_and_close(stream, &frame)).await;
 }

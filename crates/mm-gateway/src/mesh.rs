@@ -1,5 +1,12 @@
-//! The mesh (SPEC §8): links to the other gateways of a service, interest propagation, and the
-//! mesh-wide flush.
+//! The mesh (SPEC §8) as a state machine: links to the other gateways of a service, their
+//! diallers, interest propagation, and the mesh-wide flush.
+//!
+//! [`Mesh`] does no I/O and never touches a connection. Each event (a local client's interest
+//! changed, a link came up or went down, a dial finished, a link answered a PING) goes in as a
+//! method call; what must happen comes back as [`MeshEffect`]s in a [`MeshOutput`]: frames to
+//! queue, links to close, dials to start. The service loop applies them, and
+//! the dialling itself is in [`dial`]. So the mesh is tested in memory (`mesh/tests.rs`), and
+//! data flows one way: event in, effects out.
 //!
 //! Between two gateways of a service there are two links, one dialled by each. Each direction
 //! carries one thing:
@@ -9,12 +16,13 @@
 //!   that count goes 0→1 / 1→0. Patterns learned from peers are never counted, so interest never
 //!   echoes around the mesh.
 //! * **Messages travel from acceptor to dialler.** The acceptor keeps the dialler's patterns in
-//!   its subject trie, keyed by the link; a local client's publish that matches goes down the link
-//!   once, however many of its patterns match. A message from a peer goes to local clients only
-//!   (no relay), so it crosses the network at most once per destination gateway.
+//!   its subject index, keyed by the link (that is the router's job); a local client's publish
+//!   that matches goes down the link once. A message from a peer goes to local clients only (no
+//!   relay), so it crosses the network at most once per destination gateway.
 //!
-//! Links have the states below. Nothing is queued for a link that is not up; a link that comes up
-//! gets a full replay of interest, so a link that drops loses nothing but the messages in flight.
+//! Diallers have the states below. Nothing is queued for a link that is not up; a link that comes
+//! up gets a full replay of interest, so a link that drops loses nothing but the messages in
+//! flight.
 //!
 //! | dialler state | meaning |
 //! |---|---|
@@ -33,31 +41,30 @@
 //! frames caused — the acceptor answers a PING only after processing everything before it, so the
 //! client then knows its subscriptions are live at every peer.
 
-use std::cell::RefCell;
-use std::net::SocketAddr;
-use std::rc::Rc;
-use std::time::Duration;
+pub(crate) mod dial;
+#[cfg(test)]
+mod tests;
 
-use bytes::BytesMut;
-use mm_wire::handshake::{AckInfo, PeerHello, Protocol};
-use mm_wire::{Action, FrameDecoder, Header, Message, encode_frame};
-use tokio::net::TcpStream;
-use tokio::sync::Notify;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use mm_wire::handshake::Protocol;
+use mm_wire::{Action, Header, Message};
 use tracing::{debug, info, warn};
 
 use crate::config::MeshConfig;
-use crate::connection::{CloseReason, Connection, ConnectionHandle, Role, Slot};
-use crate::service::{ServiceState, spawn_task};
+use crate::connection::{CloseReason, ConnectionKey};
+use dial::LinkError;
 
 /// First redial delay (SPEC §8).
-const FIRST_REDIAL: Duration = Duration::from_millis(100);
+pub(crate) const FIRST_REDIAL: Duration = Duration::from_millis(100);
 
 /// How long an accepted link may be up before the gateway warns that it does not dial that peer
 /// back (a peer missing from this gateway's `MeshGateways`).
 const ONE_SIDED_GRACE: Duration = Duration::from_secs(5);
 
-/// How long a TCP connect to a peer may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Index of a dialler (one per configured address), stable for the life of the service.
+pub(crate) type DialerId = usize;
 
 /// What a dialler is doing (see the module doc's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +82,8 @@ pub(crate) enum DialState {
 }
 
 impl DialState {
-    fn name(self) -> &'static str {
+    /// The state's name in stats.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             DialState::Connecting => "connecting",
             DialState::Up => "up",
@@ -86,8 +94,27 @@ impl DialState {
     }
 }
 
+/// Why a dialler's last attempt or link ended.
+#[derive(Debug)]
+pub(crate) enum LinkFailure {
+    /// The dial or handshake failed.
+    Dial(LinkError),
+    /// The link was up and closed.
+    Closed(CloseReason),
+}
+
+impl std::fmt::Display for LinkFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkFailure::Dial(error) => error.fmt(f),
+            LinkFailure::Closed(reason) => reason.fmt(f),
+        }
+    }
+}
+
 /// One configured peer address and its dialler.
-pub(crate) struct PeerDialer {
+#[derive(Debug)]
+pub(crate) struct Dialer {
     /// `host:port` from the configuration.
     pub(crate) address: String,
     /// Current state.
@@ -96,19 +123,20 @@ pub(crate) struct PeerDialer {
     pub(crate) dials: u64,
     /// The peer's `gateway_id` from the last ACK (None for MM/1 peers or before the first).
     pub(crate) peer_id: Option<String>,
-    /// The link's slot while `Up`.
-    pub(crate) link: Option<Slot>,
-    /// Why the last attempt or link failed, for stats.
-    pub(crate) last_error: Option<String>,
-    /// Signalled when this dialler's link closes.
-    link_down: Rc<Notify>,
-    /// Why this dialler's last link closed.
-    last_close: Option<CloseReason>,
-    /// The dialler task.
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// Why the last attempt or link failed.
+    pub(crate) last_failure: Option<LinkFailure>,
+    /// The link while `Up`.
+    link: Option<ConnectionKey>,
+    /// Current redial delay (before jitter).
+    backoff: Duration,
+    /// Failed attempts in a row (the first is logged as a warning, the rest at debug level).
+    failures: u64,
+    /// Identifies the dialler's current timer or dial; effects of an older attempt are ignored.
+    attempt: u64,
 }
 
 /// A local pattern and the id it has on every dialled link.
+#[derive(Debug)]
 struct InterestEntry {
     /// Local client subscriptions with this pattern. Invariant: `count >= 1` while present.
     count: u32,
@@ -116,73 +144,220 @@ struct InterestEntry {
     link_subscription_id: u32,
 }
 
+/// A link we dialled that is up.
+#[derive(Debug)]
+struct DialledLink {
+    key: ConnectionKey,
+    peer_id: Option<String>,
+    protocol: Protocol,
+    dialer: DialerId,
+}
+
+/// A link a peer dialled.
+#[derive(Debug)]
+struct AcceptedLink {
+    key: ConnectionKey,
+    peer_id: Option<String>,
+    /// The peer's name and address, for the one-sided warning.
+    describe: String,
+    /// When it came up; `None` once the one-sided check has run.
+    check_after: Option<Instant>,
+}
+
 /// A client's mesh-wide flush waiting for links to confirm.
+#[derive(Debug)]
 struct PendingFlush {
-    /// The client; the PONG is dropped if it is gone.
-    client: Rc<ConnectionHandle>,
+    /// The client; if it is gone by then, the PONG goes nowhere.
+    client: ConnectionKey,
     /// The client's PING body, echoed in the PONG.
     body: Vec<u8>,
     /// Sequence of the link PINGs sent for this flush.
     sequence: u64,
     /// Links that have not answered yet.
-    waiting: Vec<Slot>,
+    waiting: Vec<ConnectionKey>,
+}
+
+/// Something the service loop must do for the mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MeshEffect {
+    /// Queue the frame at `MeshOutput::frame(range)` for a connection (skipped if it is gone).
+    Send {
+        /// The connection.
+        to: ConnectionKey,
+        /// Where the frame is in the output's bytes.
+        frame: Range<usize>,
+    },
+    /// Close a link.
+    Close {
+        /// The link.
+        link: ConnectionKey,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Call [`Mesh::dial_due`] for this dialler after `delay`.
+    DialAfter {
+        /// The dialler.
+        dialer: DialerId,
+        /// Passed back to `dial_due`.
+        attempt: u64,
+        /// How long to wait.
+        delay: Duration,
+    },
+    /// Dial `address` (see [`dial::dial`]), then call [`Mesh::dial_failed`] or
+    /// [`Mesh::dial_succeeded`].
+    Connect {
+        /// The dialler.
+        dialer: DialerId,
+        /// Passed back with the result.
+        attempt: u64,
+        /// `host:port`.
+        address: String,
+    },
+}
+
+/// Effects of mesh events, in order, with the bytes of the frames they send. Reused: the service
+/// loop drains it after each event.
+#[derive(Debug, Default)]
+pub(crate) struct MeshOutput {
+    /// What to do, in order.
+    pub(crate) effects: Vec<MeshEffect>,
+    /// Encoded frames referred to by `MeshEffect::Send`.
+    bytes: Vec<u8>,
+}
+
+impl MeshOutput {
+    /// The bytes of a frame named by a `Send` effect.
+    pub(crate) fn frame(&self, range: Range<usize>) -> &[u8] {
+        &self.bytes[range]
+    }
+
+    /// Whether there is nothing to do.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.effects.is_empty()
+    }
+
+    /// Forgets everything (after it has been applied), keeping the memory.
+    pub(crate) fn clear(&mut self) {
+        self.effects.clear();
+        self.bytes.clear();
+    }
+
+    fn send(&mut self, to: ConnectionKey, header: &Header<'_>, body: &Message) {
+        let start = self.bytes.len();
+        if mm_wire::encode_frame(&mut self.bytes, header, body).is_ok() {
+            let frame = start..self.bytes.len();
+            self.effects.push(MeshEffect::Send { to, frame });
+        } else {
+            self.bytes.truncate(start);
+        }
+    }
+
+    fn send_with_body(&mut self, to: ConnectionKey, header: &Header<'_>, body: &[u8]) {
+        let start = self.bytes.len();
+        if mm_wire::encode_frame_with_body(&mut self.bytes, header, body).is_ok() {
+            let frame = start..self.bytes.len();
+            self.effects.push(MeshEffect::Send { to, frame });
+        } else {
+            self.bytes.truncate(start);
+        }
+    }
+
+    fn send_interest(&mut self, link: ConnectionKey, action: Action, id: u32, pattern: &[u8]) {
+        let header = Header {
+            subscription_id: id,
+            subject: pattern,
+            reply_subject: &[],
+            action,
+        };
+        let start = self.bytes.len();
+        if mm_wire::encode_control_frame(&mut self.bytes, &header).is_ok() {
+            let frame = start..self.bytes.len();
+            self.effects.push(MeshEffect::Send { to: link, frame });
+        } else {
+            self.bytes.truncate(start);
+        }
+    }
+}
+
+/// What to do with a link that completed its handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DialVerdict {
+    /// Attach it, then call [`Mesh::dialled_link_up`].
+    Attach,
+    /// It leads back to this gateway: close it; the address is never dialled again.
+    IsSelf,
+    /// The dialler has moved on (an older attempt): close it.
+    Stale,
 }
 
 /// The mesh side of a service.
-pub(crate) struct MeshState {
-    /// Configured peer addresses (empty when the service is not in `StartupMeshes`).
-    pub(crate) dialers: Vec<PeerDialer>,
+#[derive(Debug)]
+pub(crate) struct Mesh {
+    /// The service, for log lines.
+    service: String,
+    /// This gateway's `gateway_id`.
+    gateway_id: String,
     /// Whether the service is listed in `StartupMeshes` (else accepted links are one-sided).
-    pub(crate) configured: bool,
+    configured: bool,
+    /// Cap of the redial backoff.
+    redial_max: Duration,
+    /// One per configured peer address.
+    dialers: Vec<Dialer>,
     /// Local interest by pattern.
     interest: hashbrown::HashMap<Box<[u8]>, InterestEntry, foldhash::fast::RandomState>,
     /// Next link subscription id.
     next_link_subscription_id: u32,
-    /// Dialled links that are up.
-    pub(crate) dialled_links: Vec<Slot>,
-    /// Accepted links, with when they came up and whether the one-sided check has run.
-    pub(crate) accepted_links: Vec<Slot>,
-    /// Accepted links not yet checked for a matching dialled link: (slot, connection id, since).
-    one_sided_checks: Vec<(Slot, u64, std::time::Instant)>,
-    /// Mesh-wide flushes in progress.
+    /// Dialled links that are up, oldest first.
+    dialled: Vec<DialledLink>,
+    /// Accepted links, oldest first.
+    accepted: Vec<AcceptedLink>,
+    /// Mesh-wide flushes in progress, oldest first.
     pending_flushes: Vec<PendingFlush>,
     /// Next link PING sequence.
     next_flush_sequence: u64,
-    /// Signalled whenever a dialled link goes down (suppressed diallers re-check).
-    links_changed: Rc<Notify>,
+    /// Dial attempts started (first dials and redials).
+    link_dials: u64,
 }
 
-impl MeshState {
-    /// The mesh state for a service, with a dialler per configured address.
-    pub(crate) fn new(config: Option<&MeshConfig>) -> Self {
-        MeshState {
-            dialers: config
-                .map(|mesh| {
-                    mesh.gateways
-                        .iter()
-                        .map(|address| PeerDialer {
-                            address: address.clone(),
-                            state: DialState::Backoff,
-                            dials: 0,
-                            peer_id: None,
-                            link: None,
-                            last_error: None,
-                            link_down: Rc::new(Notify::new()),
-                            last_close: None,
-                            task: None,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+impl Mesh {
+    /// The mesh of `service`, with a dialler per configured address.
+    pub(crate) fn new(
+        service: &str,
+        gateway_id: &str,
+        config: Option<&MeshConfig>,
+        redial_max: Duration,
+    ) -> Mesh {
+        let dialers = config
+            .map(|mesh| {
+                mesh.gateways
+                    .iter()
+                    .map(|address| Dialer {
+                        address: address.clone(),
+                        state: DialState::Backoff,
+                        dials: 0,
+                        peer_id: None,
+                        last_failure: None,
+                        link: None,
+                        backoff: FIRST_REDIAL,
+                        failures: 0,
+                        attempt: 0,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Mesh {
+            service: service.to_owned(),
+            gateway_id: gateway_id.to_owned(),
             configured: config.is_some(),
+            redial_max,
+            dialers,
             interest: Default::default(),
             next_link_subscription_id: 1,
-            dialled_links: Vec::new(),
-            accepted_links: Vec::new(),
-            one_sided_checks: Vec::new(),
+            dialled: Vec::new(),
+            accepted: Vec::new(),
             pending_flushes: Vec::new(),
             next_flush_sequence: 1,
-            links_changed: Rc::new(Notify::new()),
+            link_dials: 0,
         }
     }
 
@@ -190,38 +365,50 @@ impl MeshState {
     pub(crate) fn interest_len(&self) -> usize {
         self.interest.len()
     }
-}
 
-impl ServiceState {
+    /// The configured peer addresses and their diallers.
+    pub(crate) fn dialers(&self) -> &[Dialer] {
+        &self.dialers
+    }
+
+    /// Dial attempts started.
+    pub(crate) fn link_dials(&self) -> u64 {
+        self.link_dials
+    }
+
+    /// Whether `peer_id` is this gateway.
+    pub(crate) fn is_self(&self, peer_id: Option<&str>) -> bool {
+        peer_id == Some(self.gateway_id.as_str())
+    }
+
     // ---------------------------------------------------------------------------------------
     // Interest (local clients only)
     // ---------------------------------------------------------------------------------------
 
     /// A local client subscribed to `pattern`: on 0→1, tell every dialled link.
-    pub(crate) fn interest_added(&mut self, pattern: &[u8]) {
-        let mesh = &mut self.mesh;
-        if let Some(entry) = mesh.interest.get_mut(pattern) {
+    pub(crate) fn interest_added(&mut self, pattern: &[u8], out: &mut MeshOutput) {
+        if let Some(entry) = self.interest.get_mut(pattern) {
             entry.count += 1;
             return;
         }
-        let id = mesh.next_link_subscription_id;
-        mesh.next_link_subscription_id = mesh.next_link_subscription_id.wrapping_add(1).max(1);
-        mesh.interest.insert(
+        let id = self.next_link_subscription_id;
+        self.next_link_subscription_id = self.next_link_subscription_id.wrapping_add(1).max(1);
+        self.interest.insert(
             pattern.into(),
             InterestEntry {
                 count: 1,
                 link_subscription_id: id,
             },
         );
-        let links = self.mesh.dialled_links.clone();
-        for link in links {
-            self.send_interest(link, Action::Subscribe, id, pattern);
+        for link in &self.dialled {
+            out.send_interest(link.key, Action::Subscribe, id, pattern);
         }
     }
 
     /// A local client's subscription to `pattern` ended: on 1→0, tell every dialled link.
-    pub(crate) fn interest_removed(&mut self, pattern: &[u8]) {
-        let Some(entry) = self.mesh.interest.get_mut(pattern) else {
+    pub(crate) fn interest_removed(&mut self, pattern: &[u8], out: &mut MeshOutput) {
+        let Some(entry) = self.interest.get_mut(pattern) else {
+            debug_assert!(false, "interest removed that was never added");
             return;
         };
         entry.count -= 1;
@@ -229,210 +416,249 @@ impl ServiceState {
             return;
         }
         let id = entry.link_subscription_id;
-        self.mesh.interest.remove(pattern);
-        let links = self.mesh.dialled_links.clone();
-        for link in links {
-            self.send_interest(link, Action::Unsubscribe, id, pattern);
+        self.interest.remove(pattern);
+        for link in &self.dialled {
+            out.send_interest(link.key, Action::Unsubscribe, id, pattern);
         }
     }
 
-    fn send_interest(&mut self, link: Slot, action: Action, id: u32, pattern: &[u8]) {
-        let header = Header {
-            subscription_id: id,
-            subject: pattern,
-            reply_subject: &[],
-            action,
+    /// How many local subscriptions hold `pattern` (0 if none).
+    #[cfg(test)]
+    pub(crate) fn interest_count(&self, pattern: &[u8]) -> u32 {
+        self.interest.get(pattern).map_or(0, |entry| entry.count)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Diallers
+    // ---------------------------------------------------------------------------------------
+
+    /// The service started: dial every configured address now.
+    pub(crate) fn start(&mut self, out: &mut MeshOutput) {
+        for dialer in 0..self.dialers.len() {
+            self.schedule_dial(dialer, Duration::ZERO, out);
+        }
+    }
+
+    fn schedule_dial(&mut self, dialer: DialerId, delay: Duration, out: &mut MeshOutput) {
+        let entry = &mut self.dialers[dialer];
+        entry.attempt += 1;
+        out.effects.push(MeshEffect::DialAfter {
+            dialer,
+            attempt: entry.attempt,
+            delay,
+        });
+    }
+
+    /// A dialler's timer fired: dial, unless another address already links to the same peer.
+    pub(crate) fn dial_due(&mut self, dialer: DialerId, attempt: u64, out: &mut MeshOutput) {
+        let Some(entry) = self.dialers.get(dialer) else {
+            return;
         };
-        self.send_control(link, &header);
-    }
-
-    /// Sends every local pattern on a link that just came up.
-    fn replay_interest(&mut self, link: Slot) {
-        let entries: Vec<(Box<[u8]>, u32)> = self
-            .mesh
-            .interest
-            .iter()
-            .map(|(pattern, entry)| (pattern.clone(), entry.link_subscription_id))
-            .collect();
-        for (pattern, id) in entries {
-            self.send_interest(link, Action::Subscribe, id, &pattern);
+        if entry.attempt != attempt || entry.state == DialState::IsSelf {
+            return;
         }
+        if let Some(peer_id) = &entry.peer_id {
+            if self.has_dialled_link_to(peer_id) {
+                self.dialers[dialer].state = DialState::Suppressed;
+                return;
+            }
+        }
+        let entry = &mut self.dialers[dialer];
+        entry.state = DialState::Connecting;
+        entry.dials += 1;
+        entry.attempt += 1;
+        self.link_dials += 1;
+        out.effects.push(MeshEffect::Connect {
+            dialer,
+            attempt: entry.attempt,
+            address: entry.address.clone(),
+        });
     }
 
-    // ---------------------------------------------------------------------------------------
-    // Links
-    // ---------------------------------------------------------------------------------------
-
-    /// A peer dialled us. Returns `None` for a link to ourselves, which is answered (so the
-    /// dialler learns it) and closed.
-    pub(crate) fn attach_accepted_link(
+    /// A dial or its handshake failed: back off and redial.
+    pub(crate) fn dial_failed(
         &mut self,
-        handle: Rc<ConnectionHandle>,
-        address: SocketAddr,
-        name: String,
-        hello: &PeerHello,
-    ) -> Option<Slot> {
-        let protocol = hello.protocol();
-        let ack = match protocol {
-            Protocol::Mm2 => self.ack_info(Some(&self.context.gateway_id)).mesh_message(),
-            Protocol::Mm1 => Message::new(),
+        dialer: DialerId,
+        attempt: u64,
+        error: LinkError,
+        out: &mut MeshOutput,
+    ) {
+        let Some(entry) = self.dialers.get_mut(dialer) else {
+            return;
         };
-        if hello.gateway_id.as_deref() == Some(self.context.gateway_id.as_str()) {
-            info!(service = %self.name, %address, "mesh link from this gateway to itself: closing");
-            let mut bytes = Vec::new();
-            let _ = encode_frame(&mut bytes, &Header::new(Action::Ack), &ack);
-            *handle.final_bytes.borrow_mut() = bytes;
-            handle.closed.set(true);
-            self.running_tasks_for_unattached();
-            return None;
+        if entry.attempt != attempt {
+            return;
         }
-        // At most one accepted link per peer id: the newer wins.
-        if let Some(peer_id) = &hello.gateway_id {
-            let older: Vec<Slot> = self
-                .mesh
-                .accepted_links
+        entry.failures += 1;
+        if entry.failures == 1 {
+            warn!(service = %self.service, address = %entry.address, %error, "cannot reach mesh peer; will keep redialling");
+        } else {
+            debug!(service = %self.service, address = %entry.address, %error, "mesh redial failed");
+        }
+        entry.state = DialState::Backoff;
+        entry.last_failure = Some(LinkFailure::Dial(error));
+        let delay = with_jitter(entry.backoff);
+        entry.backoff = (entry.backoff * 2).min(self.redial_max);
+        self.schedule_dial(dialer, delay, out);
+    }
+
+    /// A dial completed its handshake; `peer_id` is from the peer's ACK (None for MM/1).
+    pub(crate) fn dial_succeeded(
+        &mut self,
+        dialer: DialerId,
+        attempt: u64,
+        peer_id: Option<&str>,
+    ) -> DialVerdict {
+        let is_self = self.is_self(peer_id);
+        let Some(entry) = self.dialers.get_mut(dialer) else {
+            return DialVerdict::Stale;
+        };
+        if entry.attempt != attempt {
+            return DialVerdict::Stale;
+        }
+        if is_self {
+            entry.state = DialState::IsSelf;
+            entry.peer_id = peer_id.map(str::to_owned);
+            info!(service = %self.service, address = %entry.address, "configured mesh address is this gateway: not dialling it");
+            return DialVerdict::IsSelf;
+        }
+        DialVerdict::Attach
+    }
+
+    /// A dialled link was attached as `key`: retire an older link to the same peer, replay every
+    /// local pattern on it.
+    pub(crate) fn dialled_link_up(
+        &mut self,
+        dialer: DialerId,
+        key: ConnectionKey,
+        peer_id: Option<String>,
+        protocol: Protocol,
+        out: &mut MeshOutput,
+    ) {
+        if let Some(peer_id) = &peer_id {
+            for older in self
+                .dialled
                 .iter()
-                .copied()
-                .filter(|&slot| {
-                    matches!(&self.connections[slot].role,
-                        Role::AcceptedLink { peer_id: Some(id) } if id == peer_id)
-                })
-                .collect();
-            for slot in older {
-                self.close(slot, CloseReason::ReplacedByNewerLink);
+                .filter(|link| link.peer_id.as_ref() == Some(peer_id))
+            {
+                out.effects.push(MeshEffect::Close {
+                    link: older.key,
+                    reason: CloseReason::ReplacedByNewerLink,
+                });
             }
         }
-        let slot = self.insert_connection(
-            handle,
-            address,
-            name.clone(),
-            Role::AcceptedLink {
-                peer_id: hello.gateway_id.clone(),
-            },
-            protocol,
-            Duration::from_millis(hello.heartbeat_ms as u64),
+        let entry = &mut self.dialers[dialer];
+        entry.state = DialState::Up;
+        entry.peer_id = peer_id.clone();
+        entry.link = Some(key);
+        entry.last_failure = None;
+        entry.backoff = FIRST_REDIAL;
+        entry.failures = 0;
+        info!(
+            service = %self.service,
+            address = %entry.address,
+            %protocol,
+            interest = self.interest.len(),
+            "mesh link up"
         );
-        self.mesh.accepted_links.push(slot);
-        self.send_frame(slot, &Header::new(Action::Ack), &ack);
-        if self.mesh.configured {
-            info!(service = %self.name, peer = %name, %address, %protocol, "mesh peer connected");
-            if hello.gateway_id.is_some() {
-                let id = self.connections[slot].id;
-                self.mesh
-                    .one_sided_checks
-                    .push((slot, id, std::time::Instant::now()));
+        self.dialled.push(DialledLink {
+            key,
+            peer_id,
+            protocol,
+            dialer,
+        });
+        for (pattern, entry) in &self.interest {
+            out.send_interest(key, Action::Subscribe, entry.link_subscription_id, pattern);
+        }
+    }
+
+    /// A peer's link was attached as `key` (after its ACK was queued): retire an older accepted
+    /// link from the same peer.
+    pub(crate) fn accepted_link_up(
+        &mut self,
+        key: ConnectionKey,
+        peer_id: Option<String>,
+        describe: String,
+        out: &mut MeshOutput,
+    ) {
+        if let Some(peer_id) = &peer_id {
+            for older in self
+                .accepted
+                .iter()
+                .filter(|link| link.peer_id.as_ref() == Some(peer_id))
+            {
+                out.effects.push(MeshEffect::Close {
+                    link: older.key,
+                    reason: CloseReason::ReplacedByNewerLink,
+                });
             }
+        }
+        let check_after = if self.configured {
+            info!(service = %self.service, peer = %describe, "mesh peer connected");
+            peer_id.as_ref().map(|_| Instant::now() + ONE_SIDED_GRACE)
         } else {
             warn!(
-                service = %self.name,
-                peer = %name,
-                %address,
+                service = %self.service,
+                peer = %describe,
                 "one-sided mesh peer: it dials this gateway, but this gateway does not list the \
                  service in StartupMeshes and will not dial back"
             );
-        }
-        Some(slot)
+            None
+        };
+        self.accepted.push(AcceptedLink {
+            key,
+            peer_id,
+            describe,
+            check_after,
+        });
     }
 
-    /// A dialled link got its ACK: attach it, replay interest, and retire an older link to the
-    /// same peer.
-    fn attach_dialled_link(
+    /// A link closed (its patterns have already left the subject index). A dialled link's
+    /// dialler backs off and redials; diallers waiting on the same peer re-check; flushes stop
+    /// waiting for it.
+    pub(crate) fn link_closed(
         &mut self,
-        dialer: usize,
-        handle: Rc<ConnectionHandle>,
-        address: SocketAddr,
-        ack: Option<AckInfo>,
-    ) -> Slot {
-        let peer_id = ack.as_ref().and_then(|ack| ack.gateway_id.clone());
-        let (protocol, heartbeat, name) = match &ack {
-            Some(ack) => (
-                Protocol::Mm2,
-                Duration::from_millis(ack.heartbeat_ms as u64),
-                ack.gateway_name.clone(),
-            ),
-            None => (
-                Protocol::Mm1,
-                Duration::ZERO,
-                self.mesh.dialers[dialer].address.clone(),
-            ),
+        key: ConnectionKey,
+        reason: CloseReason,
+        out: &mut MeshOutput,
+    ) {
+        if let Some(index) = self.accepted.iter().position(|link| link.key == key) {
+            self.accepted.remove(index);
+            return;
+        }
+        let Some(index) = self.dialled.iter().position(|link| link.key == key) else {
+            return;
         };
-        if let Some(peer_id) = &peer_id {
-            let older: Vec<Slot> = self
-                .mesh
-                .dialled_links
-                .iter()
-                .copied()
-                .filter(|&slot| {
-                    matches!(&self.connections[slot].role,
-                        Role::DialledLink { peer_id: Some(id), .. } if id == peer_id)
+        let link = self.dialled.remove(index);
+        let entry = &mut self.dialers[link.dialer];
+        if entry.link == Some(key) {
+            entry.link = None;
+            entry.state = DialState::Backoff;
+            entry.last_failure = Some(LinkFailure::Closed(reason));
+            self.schedule_dial(link.dialer, with_jitter(FIRST_REDIAL), out);
+        }
+        if let Some(peer_id) = &link.peer_id {
+            let waiting: Vec<DialerId> = (0..self.dialers.len())
+                .filter(|&dialer| {
+                    let entry = &self.dialers[dialer];
+                    entry.state == DialState::Suppressed && entry.peer_id.as_ref() == Some(peer_id)
                 })
                 .collect();
-            for slot in older {
-                self.close(slot, CloseReason::ReplacedByNewerLink);
+            for dialer in waiting {
+                self.schedule_dial(dialer, Duration::ZERO, out);
             }
         }
-        let configured_address = self.mesh.dialers[dialer].address.clone();
-        let slot = self.insert_connection(
-            handle,
-            address,
-            name.clone(),
-            Role::DialledLink {
-                peer_id: peer_id.clone(),
-                address: configured_address.clone(),
-            },
-            protocol,
-            heartbeat,
-        );
-        let entry = &mut self.mesh.dialers[dialer];
-        entry.state = DialState::Up;
-        entry.peer_id = peer_id;
-        entry.link = Some(slot);
-        entry.last_error = None;
-        self.mesh.dialled_links.push(slot);
-        self.replay_interest(slot);
-        info!(
-            service = %self.name,
-            peer = %name,
-            address = %configured_address,
-            %protocol,
-            interest = self.mesh.interest.len(),
-            "mesh link up"
-        );
-        slot
-    }
-
-    /// Bookkeeping when a link closes (its patterns already left the trie).
-    pub(crate) fn link_closed(&mut self, slot: Slot, connection: &Connection, reason: CloseReason) {
-        match &connection.role {
-            Role::AcceptedLink { .. } => self.mesh.accepted_links.retain(|&s| s != slot),
-            Role::DialledLink { .. } => {
-                self.mesh.dialled_links.retain(|&s| s != slot);
-                for dialer in &mut self.mesh.dialers {
-                    if dialer.link == Some(slot) {
-                        dialer.link = None;
-                        dialer.state = DialState::Backoff;
-                        dialer.last_close = Some(reason);
-                        dialer.last_error = Some(reason.to_string());
-                        dialer.link_down.notify_one();
-                    }
-                }
-                // A closed link no longer holds up mesh flushes.
-                for flush in &mut self.mesh.pending_flushes {
-                    flush.waiting.retain(|&s| s != slot);
-                }
-                self.complete_flushes();
-                self.mesh.links_changed.notify_waiters();
-            }
-            Role::Client { .. } => {}
+        // A closed link no longer holds up mesh flushes.
+        for flush in &mut self.pending_flushes {
+            flush.waiting.retain(|&waiting| waiting != key);
         }
+        self.complete_flushes(out);
     }
 
-    /// Whether a dialled link to `peer_id` is up.
     fn has_dialled_link_to(&self, peer_id: &str) -> bool {
-        self.mesh.dialled_links.iter().any(|&slot| {
-            matches!(&self.connections[slot].role,
-                Role::DialledLink { peer_id: Some(id), .. } if id == peer_id)
-        })
+        self.dialled
+            .iter()
+            .any(|link| link.peer_id.as_deref() == Some(peer_id))
     }
 
     // ---------------------------------------------------------------------------------------
@@ -441,26 +667,25 @@ impl ServiceState {
 
     /// A client's PING with `mesh` = true: PING every MM/2 dialled link that is up (behind the
     /// interest changes already queued on it), and answer the client when all have answered.
-    pub(crate) fn start_mesh_flush(&mut self, client: Slot, body: &[u8]) {
-        let links: Vec<Slot> = self
-            .mesh
-            .dialled_links
+    pub(crate) fn start_flush(&mut self, client: ConnectionKey, body: &[u8], out: &mut MeshOutput) {
+        let links: Vec<ConnectionKey> = self
+            .dialled
             .iter()
-            .copied()
-            .filter(|&slot| self.connections[slot].protocol == Protocol::Mm2)
+            .filter(|link| link.protocol == Protocol::Mm2)
+            .map(|link| link.key)
             .collect();
         if links.is_empty() {
-            self.send_frame_with_body(client, &Header::new(Action::Pong), body);
+            out.send_with_body(client, &Header::new(Action::Pong), body);
             return;
         }
-        let sequence = self.mesh.next_flush_sequence;
-        self.mesh.next_flush_sequence += 1;
+        let sequence = self.next_flush_sequence;
+        self.next_flush_sequence += 1;
         let ping = Message::new().add_u64("flush", sequence);
         for &link in &links {
-            self.send_frame(link, &Header::new(Action::Ping), &ping);
+            out.send(link, &Header::new(Action::Ping), &ping);
         }
-        self.mesh.pending_flushes.push(PendingFlush {
-            client: self.connections[client].handle.clone(),
+        self.pending_flushes.push(PendingFlush {
+            client,
             body: body.to_vec(),
             sequence,
             waiting: links,
@@ -468,292 +693,70 @@ impl ServiceState {
     }
 
     /// A PONG on a link: a flush PING answered (heartbeat PONGs carry no `flush`).
-    pub(crate) fn on_link_pong(&mut self, link: Slot, body: &Message) {
+    pub(crate) fn link_pong(&mut self, link: ConnectionKey, body: &Message, out: &mut MeshOutput) {
         let Some(sequence) = body.try_u64("flush") else {
             return;
         };
-        for flush in &mut self.mesh.pending_flushes {
+        for flush in &mut self.pending_flushes {
             if flush.sequence <= sequence {
-                flush.waiting.retain(|&slot| slot != link);
+                flush.waiting.retain(|&waiting| waiting != link);
             }
         }
-        self.complete_flushes();
+        self.complete_flushes(out);
     }
 
-    fn complete_flushes(&mut self) {
-        let mut index = 0;
-        while index < self.mesh.pending_flushes.len() {
-            if self.mesh.pending_flushes[index].waiting.is_empty() {
-                let flush = self.mesh.pending_flushes.remove(index);
-                if let Some(slot) = self.slot_of(&flush.client) {
-                    self.send_frame_with_body(slot, &Header::new(Action::Pong), &flush.body);
-                }
+    fn complete_flushes(&mut self, out: &mut MeshOutput) {
+        self.pending_flushes.retain(|flush| {
+            if flush.waiting.is_empty() {
+                out.send_with_body(flush.client, &Header::new(Action::Pong), &flush.body);
+                false
             } else {
-                index += 1;
+                true
             }
-        }
+        });
     }
+
+    /// Flushes still waiting for links.
+    #[cfg(test)]
+    pub(crate) fn pending_flushes(&self) -> usize {
+        self.pending_flushes.len()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Housekeeping
+    // ---------------------------------------------------------------------------------------
 
     /// Warns once about each accepted link whose peer this gateway does not dial back, once the
-    /// diallers have had time to reach every configured address. Called by housekeeping.
-    pub(crate) fn check_one_sided_links(&mut self) {
-        let now = std::time::Instant::now();
-        let mut checks = std::mem::take(&mut self.mesh.one_sided_checks);
-        checks.retain(|&(slot, id, since)| {
-            let Some(connection) = self.connections.get(slot).filter(|c| c.id == id) else {
-                return false;
+    /// diallers have had time to reach every configured address.
+    pub(crate) fn check_one_sided_links(&mut self, now: Instant) {
+        for link in &mut self.accepted {
+            let Some(check_after) = link.check_after else {
+                continue;
             };
-            if now.duration_since(since) < ONE_SIDED_GRACE {
-                return true;
+            if now < check_after {
+                continue;
             }
-            let Role::AcceptedLink {
-                peer_id: Some(peer_id),
-            } = &connection.role
-            else {
-                return false;
+            link.check_after = None;
+            let Some(peer_id) = &link.peer_id else {
+                continue;
             };
             let dialled_back = self
-                .mesh
                 .dialers
                 .iter()
                 .any(|dialer| dialer.peer_id.as_deref() == Some(peer_id.as_str()));
             if !dialled_back {
                 warn!(
-                    service = %self.name,
-                    peer = %connection.name,
-                    address = %connection.address,
+                    service = %self.service,
+                    peer = %link.describe,
                     "one-sided mesh peer: it dials this gateway, but is not among this gateway's \
                      MeshGateways, so this gateway does not send it interest"
                 );
             }
-            false
-        });
-        self.mesh.one_sided_checks = checks;
-    }
-
-    /// Stats entries for links and configured peers.
-    pub(crate) fn mesh_stats(&self, message: &mut Message) {
-        for dialer in &self.mesh.dialers {
-            message.push(
-                "peer",
-                Message::new()
-                    .add_string("address", dialer.address.as_str())
-                    .add_string("state", dialer.state.name())
-                    .add_u64("dials", dialer.dials)
-                    .add_string("peer_id", dialer.peer_id.as_deref().unwrap_or_default())
-                    .add_string(
-                        "last_error",
-                        dialer.last_error.as_deref().unwrap_or_default(),
-                    ),
-            );
         }
     }
 }
 
-// -------------------------------------------------------------------------------------------
-// Diallers
-// -------------------------------------------------------------------------------------------
-
-/// Starts one dialler task per configured address.
-pub(crate) fn start_dialers(state: &Rc<RefCell<ServiceState>>) {
-    let count = state.borrow().mesh.dialers.len();
-    for index in 0..count {
-        let task = tokio::task::spawn_local(dial_loop(state.clone(), index));
-        state.borrow_mut().mesh.dialers[index].task = Some(task);
-    }
-}
-
-/// Stops every dialler (service shutdown).
-pub(crate) fn stop_dialers(state: &Rc<RefCell<ServiceState>>) {
-    for dialer in &mut state.borrow_mut().mesh.dialers {
-        if let Some(task) = dialer.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// Dials one configured address forever: connect, handshake, attach, wait for the link to drop,
-/// back off, redial.
-async fn dial_loop(state: Rc<RefCell<ServiceState>>, index: usize) {
-    let mut delay = FIRST_REDIAL;
-    let mut failures = 0u64;
-    loop {
-        wait_while_suppressed(&state, index).await;
-        let (address, hello, service, handshake_timeout, max_frame) = {
-            let mut service = state.borrow_mut();
-            service.stats.link_dials += 1;
-            let hello = PeerHello {
-                protocol_version: Some(mm_wire::handshake::PROTOCOL_VERSION),
-                gateway_name: service.config().name.clone(),
-                gateway_id: Some(service.context.gateway_id.clone()),
-                heartbeat_ms: service.config().heartbeat.as_millis().min(i32::MAX as u128) as i32,
-            };
-            let entry = &mut service.mesh.dialers[index];
-            entry.state = DialState::Connecting;
-            entry.dials += 1;
-            (
-                entry.address.clone(),
-                hello,
-                service.name.clone(),
-                service.config().handshake_timeout,
-                service.config().max_frame,
-            )
-        };
-        match dial(&address, &service, &hello, handshake_timeout, max_frame).await {
-            Ok(Dialled {
-                stream,
-                peer_address,
-                ack,
-                leftover,
-            }) => {
-                let is_self = ack.as_ref().and_then(|ack| ack.gateway_id.as_deref())
-                    == Some(state.borrow().context.gateway_id.as_str());
-                if is_self {
-                    let mut service = state.borrow_mut();
-                    let entry = &mut service.mesh.dialers[index];
-                    entry.state = DialState::IsSelf;
-                    entry.peer_id = ack.and_then(|ack| ack.gateway_id);
-                    info!(service = %service.name, %address, "configured mesh address is this gateway: not dialling it");
-                    return;
-                }
-                failures = 0;
-                delay = FIRST_REDIAL;
-                let link_down = state.borrow().mesh.dialers[index].link_down.clone();
-                let handle = ConnectionHandle::new(stream);
-                {
-                    let mut service = state.borrow_mut();
-                    let slot =
-                        service.attach_dialled_link(index, handle.clone(), peer_address, ack);
-                    if !leftover.is_empty() {
-                        service.process_leftover(slot, leftover);
-                    }
-                    service.flush_batch();
-                }
-                spawn_task(&state, handle);
-                link_down.notified().await;
-            }
-            Err(error) => {
-                failures += 1;
-                let mut service = state.borrow_mut();
-                if failures == 1 {
-                    warn!(service = %service.name, %address, %error, "cannot reach mesh peer; will keep redialling");
-                } else {
-                    debug!(service = %service.name, %address, %error, "mesh redial failed");
-                }
-                let entry = &mut service.mesh.dialers[index];
-                entry.state = DialState::Backoff;
-                entry.last_error = Some(error);
-            }
-        }
-        let jitter = delay.mul_f64(rand::random::<f64>() * 0.25);
-        tokio::time::sleep(delay + jitter).await;
-        let cap = state.borrow().config().redial_max;
-        delay = (delay * 2).min(cap);
-    }
-}
-
-/// While another configured address holds a link to the peer this address reached last time,
-/// wait (so aliases never make links flap).
-async fn wait_while_suppressed(state: &Rc<RefCell<ServiceState>>, index: usize) {
-    loop {
-        let changed = {
-            let mut service = state.borrow_mut();
-            let Some(peer_id) = service.mesh.dialers[index].peer_id.clone() else {
-                return;
-            };
-            if !service.has_dialled_link_to(&peer_id) {
-                return;
-            }
-            service.mesh.dialers[index].state = DialState::Suppressed;
-            service.mesh.links_changed.clone()
-        };
-        changed.notified().await;
-    }
-}
-
-/// A link that completed its handshake.
-struct Dialled {
-    stream: TcpStream,
-    peer_address: SocketAddr,
-    ack: Option<AckInfo>,
-    leftover: BytesMut,
-}
-
-/// TCP connect, CONNECT_MESH_PEER, wait for ACK. Errors are strings for the stats and logs.
-async fn dial(
-    address: &str,
-    service: &str,
-    hello: &PeerHello,
-    handshake_timeout: Duration,
-    max_frame: u32,
-) -> Result<Dialled, String> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|error| error.to_string())?;
-    stream
-        .set_nodelay(true)
-        .map_err(|error| error.to_string())?;
-    let peer_address = stream.peer_addr().map_err(|error| error.to_string())?;
-    let mut hello_frame = Vec::new();
-    let header = Header {
-        subscription_id: 0,
-        subject: service.as_bytes(),
-        reply_subject: hello.gateway_name.as_bytes(),
-        action: Action::ConnectMeshPeer,
-    };
-    encode_frame(&mut hello_frame, &header, &hello.to_message()).map_err(|e| e.to_string())?;
-    write_all(&stream, &hello_frame).await?;
-    let mut decoder = FrameDecoder::new(max_frame);
-    let ack = tokio::time::timeout(handshake_timeout, async {
-        loop {
-            match decoder.next_frame().map_err(|error| error.to_string())? {
-                Some(frame) => match frame.action() {
-                    Some(Action::Ack) => {
-                        let body = frame.message().map_err(|error| error.to_string())?;
-                        return Ok(AckInfo::from_message(&body));
-                    }
-                    Some(Action::Error) => {
-                        let body = frame.message().unwrap_or_default();
-                        return Err(format!("peer refused the link: {body}"));
-                    }
-                    _ => continue,
-                },
-                None => {
-                    stream.readable().await.map_err(|error| error.to_string())?;
-                    let buffer = decoder.buffer_mut();
-                    buffer.reserve(4096);
-                    match stream.try_read_buf(buffer) {
-                        Ok(0) => return Err("peer closed the link before ACK".to_owned()),
-                        Ok(_) => {}
-                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(error) => return Err(error.to_string()),
-                    }
-                }
-            }
-        }
-    })
-    .await
-    .map_err(|_| "no ACK within the handshake timeout".to_owned())??;
-    let leftover = decoder.buffer_mut().split();
-    Ok(Dialled {
-        stream,
-        peer_address,
-        ack,
-        leftover,
-    })
-}
-
-/// Writes all of `bytes` to a non-blocking stream.
-async fn write_all(stream: &TcpStream, bytes: &[u8]) -> Result<(), String> {
-    let mut written = 0;
-    while written < bytes.len() {
-        stream.writable().await.map_err(|error| error.to_string())?;
-        match stream.try_write(&bytes[written..]) {
-            Ok(n) => written += n,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error.to_string()),
-        }
-    }
-    Ok(())
+/// `delay` plus up to 25 % random jitter, so gateways restarted together do not redial in step.
+fn with_jitter(delay: Duration) -> Duration {
+    delay + delay.mul_f64(rand::random::<f64>() * 0.25)
 }

@@ -401,3 +401,116 @@ fn a_link_past_its_bound_is_closed_counted_and_redialled() {
     }
     assert!(seen_after, "a message published after the redial arrives");
 }
+
+/// A fake mesh peer: accepts a gateway's dial and answers its CONNECT_MESH_PEER with an MM/2 ACK.
+struct FakePeer {
+    stream: std::net::TcpStream,
+    decoder: mm_wire::FrameDecoder,
+}
+
+impl FakePeer {
+    fn accept(listener: &std::net::TcpListener) -> FakePeer {
+        let (stream, _) = listener.accept().expect("the gateway dials");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut peer = FakePeer {
+            stream,
+            decoder: mm_wire::FrameDecoder::new(mm_wire::DEFAULT_MAX_FRAME),
+        };
+        let hello = peer
+            .next(Duration::from_secs(10))
+            .expect("CONNECT_MESH_PEER");
+        assert_eq!(hello.action(), Some(Action::ConnectMeshPeer));
+        let ack = mm_wire::handshake::AckInfo {
+            protocol_version: mm_wire::handshake::PROTOCOL_VERSION,
+            gateway_name: "fake-peer".into(),
+            gateway_id: Some("0000000000000000000000000000fa4e".into()),
+            max_frame: mm_wire::DEFAULT_MAX_FRAME,
+            heartbeat_ms: 0,
+        };
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, &Header::new(Action::Ack), &ack.mesh_message()).unwrap();
+        std::io::Write::write_all(&mut peer.stream, &bytes).unwrap();
+        peer
+    }
+
+    /// The next frame within `patience`, if any.
+    fn next(&mut self, patience: Duration) -> Option<mm_wire::Frame> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            if let Some(frame) = self.decoder.next_frame().expect("valid frames") {
+                return Some(frame);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            let mut chunk = [0u8; 65536];
+            match std::io::Read::read(&mut self.stream, &mut chunk) {
+                Ok(0) => return None,
+                Ok(read) => self.decoder.buffer_mut().extend_from_slice(&chunk[..read]),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(error) => panic!("read failed: {error}"),
+            }
+        }
+    }
+}
+
+/// Issue #11, bug 1: the UNSUBSCRIBE a gateway owes its peers when it cuts off a slow consumer
+/// that held the last interest in a pattern is queued while output is being flushed. It must
+/// still be written (it stayed queued forever: nothing else touched the link).
+#[test]
+fn issue_11_interest_withdrawn_by_a_slow_consumer_cut_off_reaches_the_peer() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = mm_testkit::write_config(
+        "issue-11",
+        &format!(
+            r#"{{"MaxFrameBytes": 65536, "MaxPendingBytes": 131072, "HeartbeatMs": 0,
+                "StartupMeshes": [{{"Name": "{SERVICE}", "MeshGateways": ["{}"]}}]}}"#,
+            listener.local_addr().unwrap()
+        ),
+    );
+    let gateway = mm_testkit::GatewayProcess::start(&["--config", config.to_str().unwrap()]);
+    let mut peer = FakePeer::accept(&listener);
+
+    let mut slow = RawClient::mm2(gateway.address(), SERVICE);
+    slow.subscribe(1, "FLOOD");
+    slow.flush();
+    let subscribed = peer.next(Duration::from_secs(10)).expect("SUBSCRIBE");
+    assert_eq!(subscribed.action(), Some(Action::Subscribe));
+    assert_eq!(subscribed.header().subject, b"FLOOD");
+
+    // Flood the slow consumer (which never reads again) until it is cut off.
+    let mut publisher = RawClient::mm2(gateway.address(), SERVICE);
+    let mut burst = Vec::new();
+    for _ in 0..64 {
+        encode_frame(
+            &mut burst,
+            &Header::send_message("FLOOD"),
+            &Message::new().add_blob("p", vec![0x5a; 8192]),
+        )
+        .unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            publisher.send_bytes(&burst);
+            publisher.stats(0xf800).get_u64("slow_consumers") == Ok(1)
+        }),
+        "the slow consumer is cut off"
+    );
+    // Nothing else happens on the link now; the UNSUBSCRIBE must arrive anyway. (The
+    // publisher's stats requests add and remove interest in its inbox: skipped.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let frame = peer.next(left).expect("the UNSUBSCRIBE reaches the peer");
+        if frame.header().subject == b"FLOOD" {
+            assert_eq!(frame.action(), Some(Action::Unsubscribe));
+            break;
+        }
+    }
+}

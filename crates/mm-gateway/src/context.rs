@@ -1,0 +1,64 @@
+//! [`GatewayContext`]: what the whole gateway shares with its services.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mm_wire::handshake::{AckInfo, PeerHello};
+
+use crate::config::GatewayConfig;
+
+/// What the whole gateway shares with its services. Read-only after start, except the id counter.
+#[derive(Debug)]
+pub struct GatewayContext {
+    /// The configuration.
+    pub config: GatewayConfig,
+    /// This gateway's identity on mesh links: 32 lowercase hex characters, new at every start.
+    pub gateway_id: String,
+    /// The address the gateway listens on.
+    pub listen_address: SocketAddr,
+    /// Source of connection ids, unique across services.
+    connection_ids: AtomicU64,
+}
+
+impl GatewayContext {
+    /// A context with a fresh random `gateway_id`.
+    pub fn new(config: GatewayConfig, listen_address: SocketAddr) -> Self {
+        GatewayContext {
+            config,
+            gateway_id: format!("{:032x}", rand::random::<u128>()),
+            listen_address,
+            connection_ids: AtomicU64::new(1),
+        }
+    }
+
+    /// A new connection id, unique in this gateway.
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.connection_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The heartbeat interval announced to peers, in milliseconds.
+    fn heartbeat_ms(&self) -> i32 {
+        self.config.heartbeat.as_millis().min(i32::MAX as u128) as i32
+    }
+
+    /// The ACK body for this gateway (MM/2), with our id for mesh links.
+    pub(crate) fn ack_info(&self, for_mesh_link: bool) -> AckInfo {
+        AckInfo {
+            protocol_version: mm_wire::handshake::PROTOCOL_VERSION,
+            gateway_name: self.config.name.clone(),
+            gateway_id: for_mesh_link.then(|| self.gateway_id.clone()),
+            max_frame: self.config.max_frame,
+            heartbeat_ms: self.heartbeat_ms(),
+        }
+    }
+
+    /// Our CONNECT_MESH_PEER body.
+    pub(crate) fn peer_hello(&self) -> PeerHello {
+        PeerHello {
+            protocol_version: Some(mm_wire::handshake::PROTOCOL_VERSION),
+            gateway_name: self.config.name.clone(),
+            gateway_id: Some(self.gateway_id.clone()),
+            heartbeat_ms: self.heartbeat_ms(),
+        }
+    }
+}

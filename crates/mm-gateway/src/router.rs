@@ -1,0 +1,208 @@
+//! [`Router`]: who receives a publish. The subject index, the routing of one frame to every
+//! matching subscription, each publisher's memo of its last subject, and the set of connections
+//! to write after the batch.
+//!
+//! Routing appends the publisher's frame, byte for byte, to the output buffer of every matching
+//! subscription's connection, with bytes 4..7 patched to that subscription's id (SPEC §6.3) — once
+//! per subscription for clients, once per message for a mesh link however many of its patterns
+//! match (the link's peer fans it out), and never from one peer to another (no relay, SPEC §8).
+//! Every connection that received something is marked in [`Router::flush`].
+//!
+//! A publisher almost always repeats its subject, so each one has a memo: its last subject (which
+//! was valid) and, while the index is unchanged, what that subject matched. A repeat skips both
+//! the subject check and the lookup.
+
+use mm_wire::patch_subscription_id;
+use slotmap::SecondaryMap;
+
+use crate::connection::{ConnectionKey, Connections};
+use crate::flush_set::FlushSet;
+use crate::subject_trie::SubjectTrie;
+
+/// A subscription in the index: which connection, and the id to stamp into delivered frames (for
+/// links: the id the peer chose).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Subscriber {
+    /// The connection. Every subscriber of a connection leaves the index before the connection
+    /// is removed, so this key is always live while it is in the index.
+    pub(crate) connection: ConnectionKey,
+    /// The subscription id.
+    pub(crate) subscription_id: u32,
+}
+
+/// Where a frame being routed came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A local client.
+    Client(ConnectionKey),
+    /// A mesh peer: goes to local clients only (no relay).
+    Peer(ConnectionKey),
+    /// The gateway itself (answers to `_MM.` requests): goes everywhere a client's publish would.
+    Gateway,
+}
+
+impl Origin {
+    /// The connection the frame came from, if any.
+    pub(crate) fn publisher(self) -> Option<ConnectionKey> {
+        match self {
+            Origin::Client(key) | Origin::Peer(key) => Some(key),
+            Origin::Gateway => None,
+        }
+    }
+}
+
+/// What routing one frame did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RouteOutcome {
+    /// At least one copy was queued.
+    pub(crate) delivered: bool,
+    /// At least one subscription matched (it may still have received nothing: a link does not
+    /// get messages from peers).
+    pub(crate) matched: bool,
+}
+
+/// A publisher's last subject and what it matched.
+#[derive(Debug, Default)]
+struct PublishMemo {
+    /// The subject: valid, because a memo is only written after the subject was checked.
+    subject: Vec<u8>,
+    /// The index generation `matches` was computed at.
+    generation: u64,
+    /// The subscriptions the subject matched.
+    matches: Vec<Subscriber>,
+}
+
+/// The routing part of a service. Owned by the service loop.
+#[derive(Debug)]
+pub(crate) struct Router {
+    /// Every subscription of every connection of the service, by pattern (local clients' and
+    /// the patterns peers registered on their links).
+    trie: SubjectTrie<Subscriber>,
+    /// Each publisher's memo. A publisher without one has its subject checked in full.
+    memos: SecondaryMap<ConnectionKey, PublishMemo>,
+    /// Matches of a gateway-built frame (it has no memo).
+    scratch: Vec<Subscriber>,
+    /// Incremented for every routed message; lets a link receive each message at most once.
+    publish_sequence: u64,
+    /// Connections with output queued since they were last written.
+    pub(crate) flush: FlushSet,
+}
+
+impl Router {
+    /// An empty router.
+    pub(crate) fn new() -> Router {
+        Router {
+            trie: SubjectTrie::new(),
+            memos: SecondaryMap::new(),
+            scratch: Vec::new(),
+            publish_sequence: 0,
+            flush: FlushSet::default(),
+        }
+    }
+
+    /// Adds a subscription (the pattern is already validated).
+    pub(crate) fn subscribe(&mut self, pattern: &[u8], subscriber: Subscriber) {
+        self.trie.insert(pattern, subscriber);
+    }
+
+    /// Removes a subscription; false if it was not there.
+    pub(crate) fn unsubscribe(&mut self, pattern: &[u8], subscriber: Subscriber) -> bool {
+        self.trie.remove(pattern, subscriber)
+    }
+
+    /// Subscriptions in the index.
+    pub(crate) fn subscriptions(&self) -> usize {
+        self.trie.len()
+    }
+
+    /// Whether `subject` is the publisher's last subject, so known to be valid.
+    #[inline]
+    pub(crate) fn knows_subject(&self, publisher: ConnectionKey, subject: &[u8]) -> bool {
+        self.memos
+            .get(publisher)
+            .is_some_and(|memo| memo.subject == subject)
+    }
+
+    /// Queues `frame` (whose subject is valid) for every matching subscription and marks the
+    /// connections for flushing. Never closes a connection.
+    pub(crate) fn route(
+        &mut self,
+        origin: Origin,
+        frame: &[u8],
+        subject: &[u8],
+        connections: &mut Connections,
+    ) -> RouteOutcome {
+        self.publish_sequence += 1;
+        let sequence = self.publish_sequence;
+        let from_peer = matches!(origin, Origin::Peer(_));
+        let generation = self.trie.generation();
+        let memo = origin
+            .publisher()
+            .and_then(|publisher| self.memos.entry(publisher))
+            .map(|entry| entry.or_default());
+        let matches: &[Subscriber] = match memo {
+            Some(memo) => {
+                if memo.subject != subject || memo.generation != generation {
+                    memo.subject.clear();
+                    memo.subject.extend_from_slice(subject);
+                    memo.generation = generation;
+                    memo.matches.clear();
+                    memo.matches.extend_from_slice(self.trie.matches(subject));
+                }
+                &memo.matches
+            }
+            None => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(self.trie.matches(subject));
+                &self.scratch
+            }
+        };
+        let mut delivered = false;
+        for subscriber in matches {
+            let Some(connection) = connections.get_mut(subscriber.connection) else {
+                debug_assert!(false, "a subscriber's connection is gone");
+                continue;
+            };
+            let subscription_id = if connection.role.is_link() {
+                if from_peer || connection.delivered_sequence == sequence {
+                    continue;
+                }
+                connection.delivered_sequence = sequence;
+                0
+            } else {
+                subscriber.subscription_id
+            };
+            patch_subscription_id(connection.outbound.push(frame), subscription_id);
+            connection.counters.frames_out += 1;
+            connection.counters.bytes_out += frame.len() as u64;
+            self.flush.insert(subscriber.connection);
+            delivered = true;
+        }
+        RouteOutcome {
+            delivered,
+            matched: !matches.is_empty(),
+        }
+    }
+
+    /// The id of `connection`'s subscription that matches `subject`, if any (the header of a
+    /// NO_RESPONDERS names the requester's inbox subscription).
+    pub(crate) fn subscription_matching(
+        &mut self,
+        connection: ConnectionKey,
+        subject: &[u8],
+    ) -> Option<u32> {
+        self.trie
+            .matches(subject)
+            .iter()
+            .find(|subscriber| subscriber.connection == connection)
+            .map(|subscriber| subscriber.subscription_id)
+    }
+
+    /// Drops a publisher's memo (it closed, or has been idle: the memory goes back).
+    pub(crate) fn forget_publisher(&mut self, publisher: ConnectionKey) {
+        self.memos.remove(publisher);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,211 @@
+//! Routing in memory: connections with real (unused) sockets, frames read straight out of their
+//! output buffers.
+
+use std::time::Duration;
+
+use mm_wire::handshake::Protocol;
+use mm_wire::{Frame, Header, Message};
+
+use super::*;
+use crate::connection::{Connection, NewConnection, Role};
+use crate::socket::ConnectionHandle;
+use crate::test_harness::{frame, run, socket_pair};
+
+async fn connection(connections: &mut Connections, role: Role) -> ConnectionKey {
+    let (gateway_end, _test_end) = socket_pair().await;
+    let address = gateway_end.peer_addr().unwrap();
+    let new = NewConnection {
+        handle: ConnectionHandle::new(gateway_end),
+        address,
+        name: "test".into(),
+        role,
+        protocol: Protocol::Mm2,
+        peer_heartbeat: Duration::ZERO,
+    };
+    connections.insert(Connection::new(1, new, usize::MAX))
+}
+
+fn client() -> Role {
+    Role::Client {
+        no_responders: false,
+    }
+}
+
+fn link() -> Role {
+    Role::AcceptedLink { peer_id: None }
+}
+
+/// Every frame queued for `key`, as (subscription id, subject), in order; empties the queue.
+fn queued(connections: &mut Connections, key: ConnectionKey) -> Vec<(u32, String)> {
+    let bytes = connections[key].outbound.take();
+    let mut frames = Vec::new();
+    let mut rest = bytes::Bytes::from(bytes.to_vec());
+    while !rest.is_empty() {
+        let length = i32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let frame = Frame::parse(rest.split_to(length)).unwrap();
+        frames.push((
+            frame.header().subscription_id,
+            String::from_utf8_lossy(frame.header().subject).into_owned(),
+        ));
+    }
+    frames
+}
+
+fn publish(subject: &str) -> Vec<u8> {
+    frame(
+        &Header::send_message(subject),
+        &Message::new().add_i32("n", 1),
+    )
+}
+
+fn subscriber(connection: ConnectionKey, subscription_id: u32) -> Subscriber {
+    Subscriber {
+        connection,
+        subscription_id,
+    }
+}
+
+#[test]
+fn one_copy_per_matching_subscription_each_with_its_id() {
+    run(async {
+        let mut connections = Connections::with_key();
+        let publisher = connection(&mut connections, client()).await;
+        let receiver = connection(&mut connections, client()).await;
+        let mut router = Router::new();
+        router.subscribe(b"A.B", subscriber(receiver, 3));
+        router.subscribe(b"A.*", subscriber(receiver, 4));
+        router.subscribe(b"B", subscriber(receiver, 5));
+        let outcome = router.route(
+            Origin::Client(publisher),
+            &publish("A.B"),
+            b"A.B",
+            &mut connections,
+        );
+        assert_eq!(
+            outcome,
+            RouteOutcome {
+                delivered: true,
+                matched: true
+            }
+        );
+        let mut frames = queued(&mut connections, receiver);
+        frames.sort();
+        assert_eq!(frames, vec![(3, "A.B".into()), (4, "A.B".into())]);
+        assert!(router.flush.contains(receiver));
+        assert!(!router.flush.contains(publisher));
+    });
+}
+
+#[test]
+fn a_link_gets_one_copy_however_many_of_its_patterns_match_and_nothing_from_peers() {
+    run(async {
+        let mut connections = Connections::with_key();
+        let publisher = connection(&mut connections, client()).await;
+        let peer = connection(&mut connections, link()).await;
+        let other_peer = connection(&mut connections, link()).await;
+        let local = connection(&mut connections, client()).await;
+        let mut router = Router::new();
+        router.subscribe(b"A.>", subscriber(peer, 1));
+        router.subscribe(b"A.B", subscriber(peer, 2));
+        router.subscribe(b"*.B", subscriber(peer, 3));
+        router.subscribe(b"A.B", subscriber(other_peer, 1));
+        router.subscribe(b"A.B", subscriber(local, 9));
+
+        router.route(
+            Origin::Client(publisher),
+            &publish("A.B"),
+            b"A.B",
+            &mut connections,
+        );
+        assert_eq!(queued(&mut connections, peer), vec![(0, "A.B".into())]);
+        assert_eq!(
+            queued(&mut connections, other_peer),
+            vec![(0, "A.B".into())]
+        );
+        assert_eq!(queued(&mut connections, local), vec![(9, "A.B".into())]);
+
+        // From a peer: local clients only.
+        let outcome = router.route(
+            Origin::Peer(peer),
+            &publish("A.B"),
+            b"A.B",
+            &mut connections,
+        );
+        assert!(outcome.delivered);
+        assert!(queued(&mut connections, other_peer).is_empty());
+        assert!(queued(&mut connections, peer).is_empty());
+        assert_eq!(queued(&mut connections, local), vec![(9, "A.B".into())]);
+    });
+}
+
+#[test]
+fn the_memo_follows_changes_to_the_index() {
+    run(async {
+        let mut connections = Connections::with_key();
+        let publisher = connection(&mut connections, client()).await;
+        let receiver = connection(&mut connections, client()).await;
+        let mut router = Router::new();
+        // A publisher without a memo knows no subject — not even the empty one (issue #12).
+        assert!(!router.knows_subject(publisher, b""));
+        assert!(!router.knows_subject(publisher, b"X"));
+        let outcome = router.route(
+            Origin::Client(publisher),
+            &publish("X"),
+            b"X",
+            &mut connections,
+        );
+        assert_eq!(outcome, RouteOutcome::default());
+        assert!(router.knows_subject(publisher, b"X"));
+        assert!(!router.knows_subject(publisher, b""));
+        // A subscription added after the memo was written is seen by the next publish.
+        router.subscribe(b"X", subscriber(receiver, 1));
+        router.route(
+            Origin::Client(publisher),
+            &publish("X"),
+            b"X",
+            &mut connections,
+        );
+        assert_eq!(queued(&mut connections, receiver), vec![(1, "X".into())]);
+        // And one removed is not.
+        assert!(router.unsubscribe(b"X", subscriber(receiver, 1)));
+        let outcome = router.route(
+            Origin::Client(publisher),
+            &publish("X"),
+            b"X",
+            &mut connections,
+        );
+        assert!(!outcome.matched);
+        assert!(queued(&mut connections, receiver).is_empty());
+        // A forgotten publisher has its subject checked again.
+        router.forget_publisher(publisher);
+        assert!(!router.knows_subject(publisher, b"X"));
+    });
+}
+
+#[test]
+fn gateway_answers_route_like_a_client_publish() {
+    run(async {
+        let mut connections = Connections::with_key();
+        let peer = connection(&mut connections, link()).await;
+        let requester = connection(&mut connections, client()).await;
+        let mut router = Router::new();
+        router.subscribe(b"_INBOX.>", subscriber(peer, 1));
+        router.subscribe(b"_INBOX.abc.*", subscriber(requester, 2));
+        let answer = publish("_INBOX.abc.1");
+        let outcome = router.route(Origin::Gateway, &answer, b"_INBOX.abc.1", &mut connections);
+        assert!(outcome.delivered);
+        assert_eq!(
+            queued(&mut connections, peer),
+            vec![(0, "_INBOX.abc.1".into())]
+        );
+        assert_eq!(
+            queued(&mut connections, requester),
+            vec![(2, "_INBOX.abc.1".into())]
+        );
+        assert_eq!(
+            router.subscription_matching(requester, b"_INBOX.abc.7"),
+            Some(2)
+        );
+        assert_eq!(router.subscription_matching(requester, b"_INBOX.x.7"), None);
+    });
+}

@@ -1,0 +1,208 @@
+//! The task that drives one connection's socket: wait for readiness, hand each event to the
+//! service loop, and after the connection is closed, linger to deliver its last bytes.
+//!
+//! A connection has two halves:
+//!
+//! * [`ConnectionHandle`] (behind an `Rc`): the socket and the few flags that the connection's own
+//!   task and the service loop both touch. It outlives the connection's entry in the service, so a
+//!   closing connection can still send its last bytes.
+//! * the connection's state (role, subscriptions, queued output, counters), owned by the service
+//!   loop (the `connection` module).
+//!
+//! The task knows nothing of services: it calls the [`SocketEvents`] it was given, with the key it
+//! was given. The service loop does all the work synchronously inside one `RefCell` borrow per
+//! event — never across an `.await` — so there is no lock, and no two batches interleave.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tracing::debug;
+
+/// How long a connection reading from publishers pauses when a subscriber it feeds is above 75 %
+/// of its bound (SPEC §6.3: "at most a few milliseconds at a time").
+pub(crate) const STALL: Duration = Duration::from_millis(2);
+
+/// How long a closing connection may take to send its last bytes and see the peer's EOF.
+const LINGER: Duration = Duration::from_millis(1000);
+
+/// How long a closing connection lingers when the whole gateway shuts down.
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(200);
+
+/// The part of a connection shared by its task and the service loop.
+pub(crate) struct ConnectionHandle {
+    /// The socket. Dropped (closed) when both the task and the service's entry are gone.
+    pub(crate) stream: TcpStream,
+    /// Wakes the task: output was queued while the socket was full, the connection was closed,
+    /// or a subscriber this connection was waiting for has drained.
+    pub(crate) wake: Notify,
+    /// Set once, by the service loop, when it closes the connection; the task then lingers and
+    /// ends.
+    pub(crate) closed: Cell<bool>,
+    /// Bytes to send before the socket closes (an ERROR frame, or what was queued when the client
+    /// said DISCONNECT). Written best effort while lingering.
+    pub(crate) final_bytes: RefCell<Vec<u8>>,
+    /// Whether the close comes from a gateway shutdown (shorter linger).
+    pub(crate) shutting_down: Cell<bool>,
+}
+
+impl ConnectionHandle {
+    /// A handle for a connected socket.
+    pub(crate) fn new(stream: TcpStream) -> Rc<ConnectionHandle> {
+        Rc::new(ConnectionHandle {
+            stream,
+            wake: Notify::new(),
+            closed: Cell::new(false),
+            final_bytes: RefCell::new(Vec::new()),
+            shutting_down: Cell::new(false),
+        })
+    }
+
+    /// Marks the handle closed with `final_bytes` still to send, and wakes its task.
+    pub(crate) fn close_with(&self, final_bytes: &[u8], shutting_down: bool) {
+        if !final_bytes.is_empty() {
+            self.final_bytes.borrow_mut().extend_from_slice(final_bytes);
+        }
+        self.shutting_down.set(shutting_down);
+        self.closed.set(true);
+        self.wake.notify_one();
+    }
+}
+
+/// What a read left the connection's task to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadOutcome {
+    /// Keep reading.
+    Continue,
+    /// A subscriber fed by this batch is above 75 % of its bound: pause reading for [`STALL`]
+    /// (or until that subscriber drains).
+    Stall,
+}
+
+/// What the task calls when its socket is ready. Implemented by the service loop; every call
+/// names the connection by the key the task was started with, which may be stale by then (the
+/// implementation ignores stale keys).
+pub(crate) trait SocketEvents {
+    /// How the implementation names a connection.
+    type Key: Copy;
+
+    /// Whether output is waiting for the socket to become writable.
+    fn wants_write(&self, key: Self::Key) -> bool;
+
+    /// The socket is writable.
+    fn on_writable(&mut self, key: Self::Key);
+
+    /// The socket is readable (or closed for reading).
+    fn on_readable(&mut self, key: Self::Key) -> ReadOutcome;
+
+    /// Waiting for readiness failed: the connection is unusable.
+    fn on_socket_error(&mut self, key: Self::Key);
+}
+
+/// Waits until the socket is ready for `interest`, or forever if there is no interest.
+async fn ready(
+    stream: &TcpStream,
+    interest: Option<Interest>,
+) -> std::io::Result<tokio::io::Ready> {
+    match interest {
+        Some(interest) => stream.ready(interest).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The task of one connection: waits for socket readiness and hands each event to `events`.
+/// Ends when the connection is closed, after lingering to deliver its last bytes.
+pub(crate) async fn drive<E: SocketEvents>(
+    events: Rc<RefCell<E>>,
+    handle: Rc<ConnectionHandle>,
+    key: E::Key,
+) {
+    let mut stall_until: Option<tokio::time::Instant> = None;
+    while !handle.closed.get() {
+        let wants_write = events.borrow().wants_write(key);
+        let interest = match (stall_until.is_none(), wants_write) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        };
+        tokio::select! {
+            biased;
+            _ = handle.wake.notified() => {
+                // Something changed: output queued, closed, or the subscriber we waited for
+                // drained. Re-evaluate; a stall ends early.
+                stall_until = None;
+            }
+            result = ready(&handle.stream, interest) => {
+                let mut events = events.borrow_mut();
+                match result {
+                    Ok(readiness) => {
+                        if readiness.is_writable() {
+                            events.on_writable(key);
+                        }
+                        if (readiness.is_readable() || readiness.is_read_closed())
+                            && events.on_readable(key) == ReadOutcome::Stall
+                        {
+                            stall_until = Some(tokio::time::Instant::now() + STALL);
+                        }
+                    }
+                    Err(error) => {
+                        debug!(%error, "readiness failed");
+                        events.on_socket_error(key);
+                    }
+                }
+            }
+            _ = async {
+                if let Some(deadline) = stall_until {
+                    tokio::time::sleep_until(deadline).await;
+                }
+            }, if stall_until.is_some() => {
+                stall_until = None;
+            }
+        }
+    }
+    linger(&handle).await;
+}
+
+/// Sends a closed connection's last bytes, half-closes it and waits briefly for the peer's EOF,
+/// so that an ERROR sent just before closing is not lost to a TCP reset.
+pub(crate) async fn linger(handle: &ConnectionHandle) {
+    let limit = if handle.shutting_down.get() {
+        SHUTDOWN_LINGER
+    } else {
+        LINGER
+    };
+    let final_bytes = std::mem::take(&mut *handle.final_bytes.borrow_mut());
+    let _ = tokio::time::timeout(limit, send_and_close(&handle.stream, &final_bytes)).await;
+}
+
+/// Writes `bytes`, half-closes the socket and reads until the peer closes its side (or an error).
+pub(crate) async fn send_and_close(stream: &TcpStream, bytes: &[u8]) {
+    let mut written = 0;
+    while written < bytes.len() {
+        if stream.writable().await.is_err() {
+            return;
+        }
+        match stream.try_write(&bytes[written..]) {
+            Ok(n) => written += n,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+    let mut discard = [0u8; 4096];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut discard) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
