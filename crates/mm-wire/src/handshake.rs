@@ -239,13 +239,20 @@ pub enum ErrorCode {
     SlowConsumer,
     /// Not allowed.
     NotAuthorized,
-    /// The gateway does not serve that service.
+    /// The gateway does not serve that service (unknown, not allowed, or the service limit
+    /// is reached).
     ServiceRefused,
+    /// A per-connection limit is reached (subscriptions, mesh flushes in progress, …); the frame
+    /// was refused. Not in the first implementation's list: an MM/2 extension.
+    LimitExceeded,
+    /// The connection asks for something faster than the gateway serves it (`_MM.STATS`); the
+    /// request was refused, try again later. An MM/2 extension.
+    RateLimited,
 }
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::Protocol,
         ErrorCode::FrameTooLarge,
         ErrorCode::InvalidSubject,
@@ -254,6 +261,8 @@ impl ErrorCode {
         ErrorCode::SlowConsumer,
         ErrorCode::NotAuthorized,
         ErrorCode::ServiceRefused,
+        ErrorCode::LimitExceeded,
+        ErrorCode::RateLimited,
     ];
 
     /// The code as sent on the wire.
@@ -267,6 +276,8 @@ impl ErrorCode {
             ErrorCode::SlowConsumer => "SLOW_CONSUMER",
             ErrorCode::NotAuthorized => "NOT_AUTHORIZED",
             ErrorCode::ServiceRefused => "SERVICE_REFUSED",
+            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
+            ErrorCode::RateLimited => "RATE_LIMITED",
         }
     }
 
