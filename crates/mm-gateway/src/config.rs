@@ -56,6 +56,77 @@ pub const DEFAULT_REDIAL_MAX: Duration = Duration::from_millis(2000);
 /// How long a new connection may take to send CONNECT before it is closed.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default limit on subscriptions per connection: twice the million the scale benchmark holds on
+/// one connection, far above any real client, and a bound on what one client can make a service
+/// index (about 0.5 KiB of gateway memory each).
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 2 * 1024 * 1024;
+
+/// Default limit on services: RV-style deployments run a handful per gateway; each costs a thread.
+pub const DEFAULT_MAX_SERVICES: usize = 256;
+
+/// How long a service started on demand (not configured) lives on with no connection.
+pub const DEFAULT_SERVICE_IDLE_STOP: Duration = Duration::from_secs(30);
+
+/// How long an incomplete frame may go without receiving a byte before its connection is closed.
+pub const DEFAULT_FRAME_PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest first frame (CONNECT or CONNECT_MESH_PEER) accepted from a new connection: a handshake
+/// body is a few fields, so nobody may make the gateway hold megabytes before it knows who they
+/// are.
+pub const MAX_HANDSHAKE_FRAME_BYTES: u32 = 64 * 1024;
+
+/// Bounds on what clients, together, can make the gateway hold (issue #12). Per-connection
+/// bounds are in [`GatewayConfig`].
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Gateway-wide budget for queued output, all connections of all services. Past it, the
+    /// largest backlogs are cut off first.
+    pub max_total_pending_bytes: usize,
+    /// Gateway-wide budget for incomplete frames being received. Past it, the connection holding
+    /// the largest is closed first.
+    pub max_total_partial_bytes: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions_per_connection: usize,
+    /// Services the gateway runs at once (configured ones included).
+    pub max_services: usize,
+    /// An on-demand service with no connection stops after this long.
+    pub service_idle_stop: Duration,
+    /// An incomplete frame that receives nothing for this long closes its connection.
+    pub frame_progress_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// Budgets sized for the machine: queued output 1/8 of physical memory (at least 256 MiB),
+    /// incomplete input 1/16 (at least 128 MiB).
+    fn default() -> Self {
+        let memory = physical_memory();
+        Limits {
+            max_total_pending_bytes: (memory / 8).max(256 << 20),
+            max_total_partial_bytes: (memory / 16).max(128 << 20),
+            max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            max_services: DEFAULT_MAX_SERVICES,
+            service_idle_stop: DEFAULT_SERVICE_IDLE_STOP,
+            frame_progress_timeout: DEFAULT_FRAME_PROGRESS_TIMEOUT,
+        }
+    }
+}
+
+/// Physical memory in bytes (4 GiB if it cannot be read).
+fn physical_memory() -> usize {
+    // SAFETY: sysconf only reads system configuration values.
+    let (pages, page_size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && page_size > 0 {
+        (pages as u128 * page_size as u128).min(usize::MAX as u128) as usize
+    } else {
+        4 << 30
+    }
+}
+
 /// Everything the gateway needs to run.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -81,6 +152,8 @@ pub struct GatewayConfig {
     pub allowed_services: Option<Vec<String>>,
     /// Services that start with the gateway, with the mesh peers they dial.
     pub meshes: Vec<MeshConfig>,
+    /// Gateway-wide bounds.
+    pub limits: Limits,
 }
 
 /// One entry of `StartupMeshes`: a service and the gateways of its mesh.
@@ -107,6 +180,7 @@ impl Default for GatewayConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             allowed_services: None,
             meshes: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -214,6 +288,35 @@ impl GatewayConfig {
                 return Err(invalid("HandshakeTimeoutMs", "must be positive"));
             }
             self.handshake_timeout = Duration::from_millis(ms);
+        }
+        if let Some(bytes) = file.max_total_pending_bytes {
+            self.limits.max_total_pending_bytes =
+                positive(bytes).map_err(|m| invalid("MaxTotalPendingBytes", m))?;
+        }
+        if let Some(bytes) = file.max_total_partial_bytes {
+            self.limits.max_total_partial_bytes =
+                positive(bytes).map_err(|m| invalid("MaxTotalPartialBytes", m))?;
+        }
+        if let Some(count) = file.max_subscriptions_per_connection {
+            self.limits.max_subscriptions_per_connection = usize::try_from(count)
+                .ok()
+                .filter(|&count| count > 0)
+                .ok_or_else(|| invalid("MaxSubscriptionsPerConnection", "must be positive"))?;
+        }
+        if let Some(count) = file.max_services {
+            self.limits.max_services = usize::try_from(count)
+                .ok()
+                .filter(|&count| count > 0)
+                .ok_or_else(|| invalid("MaxServices", "must be positive"))?;
+        }
+        if let Some(ms) = file.service_idle_stop_ms {
+            self.limits.service_idle_stop = Duration::from_millis(ms);
+        }
+        if let Some(ms) = file.frame_progress_timeout_ms {
+            if ms == 0 {
+                return Err(invalid("FrameProgressTimeoutMs", "must be positive"));
+            }
+            self.limits.frame_progress_timeout = Duration::from_millis(ms);
         }
         if let Some(services) = file.allowed_services {
             for service in &services {
@@ -362,6 +465,12 @@ struct ConfigFile {
     redial_max_ms: Option<u64>,
     handshake_timeout_ms: Option<u64>,
     allowed_services: Option<Vec<String>>,
+    max_total_pending_bytes: Option<u64>,
+    max_total_partial_bytes: Option<u64>,
+    max_subscriptions_per_connection: Option<u64>,
+    max_services: Option<u64>,
+    service_idle_stop_ms: Option<u64>,
+    frame_progress_timeout_ms: Option<u64>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }

@@ -18,8 +18,18 @@ use mm_wire::handshake::Protocol;
 use slotmap::SlotMap;
 
 use crate::counters::ConnectionCounters;
+use crate::log_limit::WarningBudget;
 use crate::outbound::OutboundBuffer;
+use crate::rate_limit::TokenBucket;
 use crate::socket::ConnectionHandle;
+use crate::subscriptions::Subscriptions;
+
+/// Warnings logged per connection per window (`log_limit::WARNING_WINDOW`); the rest are counted.
+const WARNINGS_PER_WINDOW: u32 = 5;
+
+/// `_MM.STATS` answers a connection may have per second, and saved up.
+const STATS_PER_SECOND: f64 = 4.0;
+const STATS_BURST: f64 = 8.0;
 
 slotmap::new_key_type! {
     /// Names a connection of a service. Generational: once the connection is closed the key
@@ -92,6 +102,13 @@ pub(crate) enum CloseReason {
     HeartbeatTimeout,
     /// A newer link to the same peer replaced this one (SPEC §8).
     ReplacedByNewerLink,
+    /// An incomplete frame received nothing for `FrameProgressTimeoutMs`.
+    IncompleteFrameTimeout,
+    /// The gateway's budget for incomplete frames was exceeded and this connection held the most.
+    InputBudget,
+    /// The gateway's budget for queued output was exceeded and this connection had the largest
+    /// backlog.
+    OutputBudget,
     /// The gateway is shutting down.
     Shutdown,
 }
@@ -118,23 +135,12 @@ impl fmt::Display for CloseReason {
             CloseReason::SlowConsumer => "slow consumer",
             CloseReason::HeartbeatTimeout => "heartbeat timeout",
             CloseReason::ReplacedByNewerLink => "replaced by a newer link to the same peer",
+            CloseReason::IncompleteFrameTimeout => "incomplete frame made no progress",
+            CloseReason::InputBudget => "gateway budget for incomplete frames exceeded",
+            CloseReason::OutputBudget => "gateway budget for queued output exceeded",
             CloseReason::Shutdown => "gateway shutting down",
         })
     }
-}
-
-/// A connection's subscriptions by id. Keys come from the peer, so the hasher is randomly
-/// seeded per map.
-pub(crate) type SubscriptionMap =
-    hashbrown::HashMap<u32, SubscriptionEntry, foldhash::fast::RandomState>;
-
-/// A live subscription of a connection.
-#[derive(Debug)]
-pub(crate) struct SubscriptionEntry {
-    /// The pattern as received (validated).
-    pub(crate) pattern: Box<[u8]>,
-    /// Order of creation within the connection (MM/1 unsubscribe-by-subject removes the oldest).
-    pub(crate) sequence: u64,
 }
 
 /// A connection's state, owned by the service loop.
@@ -153,12 +159,22 @@ pub(crate) struct Connection {
     pub(crate) protocol: Protocol,
     /// The peer's announced heartbeat interval; zero = the peer sends none and expects none.
     pub(crate) peer_heartbeat: Duration,
-    /// Live subscriptions by id (for links: the patterns the peer registered).
-    pub(crate) subscriptions: SubscriptionMap,
-    /// Creation counter for `SubscriptionEntry::sequence`.
-    pub(crate) subscription_sequence: u64,
-    /// Queued output. Bound: `output_bound` (enforced by the service loop's flush).
+    /// Live subscriptions (for links: the patterns the peer registered).
+    pub(crate) subscriptions: Subscriptions,
+    /// Queued output. Bound: `output_bound`, enforced as frames are queued (router) and after
+    /// each write (service loop).
     pub(crate) outbound: OutboundBuffer,
+    /// `outbound.pending()` as last added to the service's total of queued output.
+    pub(crate) counted_pending: usize,
+    /// `inbound_partial`'s capacity as last added to the service's total of incomplete input.
+    pub(crate) counted_partial: usize,
+    /// Set (with why) when the router finds the connection past its bound: nothing more is
+    /// queued for it, and the service closes it after the frame being routed.
+    pub(crate) cut_off: Option<CloseReason>,
+    /// Warnings about this connection: a few per window, then counted.
+    pub(crate) warnings: WarningBudget,
+    /// How often it may ask for `_MM.STATS`.
+    pub(crate) stats_requests: TokenBucket,
     /// Bytes of an incomplete frame carried over between reads; empty (and unallocated) most of
     /// the time, because reads go through the service's shared read buffer.
     pub(crate) inbound_partial: bytes::BytesMut,
@@ -206,9 +222,13 @@ impl Connection {
             role: new.role,
             protocol: new.protocol,
             peer_heartbeat: new.peer_heartbeat,
-            subscriptions: SubscriptionMap::default(),
-            subscription_sequence: 0,
+            subscriptions: Subscriptions::default(),
             outbound: OutboundBuffer::default(),
+            counted_pending: 0,
+            counted_partial: 0,
+            cut_off: None,
+            warnings: WarningBudget::new(WARNINGS_PER_WINDOW),
+            stats_requests: TokenBucket::new(STATS_PER_SECOND, STATS_BURST),
             inbound_partial: bytes::BytesMut::new(),
             output_bound,
             counters: ConnectionCounters::default(),

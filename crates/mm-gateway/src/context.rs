@@ -1,7 +1,7 @@
 //! [`GatewayContext`]: what the whole gateway shares with its services.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use mm_wire::handshake::{AckInfo, PeerHello};
 
@@ -18,6 +18,12 @@ pub struct GatewayContext {
     pub listen_address: SocketAddr,
     /// Source of connection ids, unique across services.
     connection_ids: AtomicU64,
+    /// Output queued by all services, as each last reported it (once per batch): checked against
+    /// `Limits::max_total_pending_bytes`.
+    pub(crate) queued_output: AtomicUsize,
+    /// Memory held for incomplete frames by all services, as each last reported it: checked
+    /// against `Limits::max_total_partial_bytes`.
+    pub(crate) partial_input: AtomicUsize,
 }
 
 impl GatewayContext {
@@ -28,6 +34,8 @@ impl GatewayContext {
             gateway_id: format!("{:032x}", rand::random::<u128>()),
             listen_address,
             connection_ids: AtomicU64::new(1),
+            queued_output: AtomicUsize::new(0),
+            partial_input: AtomicUsize::new(0),
         }
     }
 

@@ -72,6 +72,14 @@ pub(crate) struct ServiceCounters {
     pub(crate) unmatched_publishes: u64,
     /// NO_RESPONDERS sent.
     pub(crate) no_responders_sent: u64,
+    /// Warnings not logged because their connection had used up its budget.
+    pub(crate) log_lines_suppressed: u64,
+    /// `_MM.STATS` requests refused for coming too fast.
+    pub(crate) stats_requests_refused: u64,
+    /// Connections cut off because the gateway-wide output budget was exceeded.
+    pub(crate) output_budget_cuts: u64,
+    /// Connections closed because the gateway-wide budget for incomplete frames was exceeded.
+    pub(crate) input_budget_closes: u64,
 }
 
 impl ServiceCounters {
@@ -89,6 +97,10 @@ impl ServiceCounters {
             protocol_errors: 0,
             unmatched_publishes: 0,
             no_responders_sent: 0,
+            log_lines_suppressed: 0,
+            stats_requests_refused: 0,
+            output_budget_cuts: 0,
+            input_budget_closes: 0,
         }
     }
 }

@@ -4,7 +4,12 @@
 //! buffer. Only an incomplete frame at the end of a read is copied into the connection's own
 //! `partial` buffer, and the next read goes there until that frame is whole. Needing more bytes is
 //! not an error. Each frame's length is checked against `max_frame` before anything is done with
-//! it (SPEC §1).
+//! it (SPEC §1), but an incomplete frame's buffer grows only with the bytes that actually arrive
+//! (issue #12: a peer announcing 64 MiB frames and sending a few bytes of each used to make the
+//! gateway reserve 64 MiB apiece).
+//!
+//! The frame handler may pause the batch (it has worked long enough): the frames not yet
+//! processed stay in `partial`, and the next call processes them before reading again.
 
 use bytes::{Buf, BytesMut};
 use mm_wire::{DecodeError, frame_length};
@@ -18,6 +23,8 @@ pub(crate) const READ_BUFFER_BYTES: usize = 128 * 1024;
 pub(crate) enum AfterFrame {
     /// Go on with the next frame.
     Continue,
+    /// The batch has worked long enough: keep the remaining frames for the next call.
+    Pause,
     /// The connection was closed: stop.
     Stop,
 }
@@ -37,6 +44,8 @@ pub(crate) enum ReadStatus {
     Failed(std::io::Error),
     /// The bytes are not a valid frame stream (bad length); nothing after it was processed.
     Malformed(DecodeError),
+    /// The frame handler paused: complete frames are waiting in `partial`.
+    Paused,
     /// The frame handler closed the connection.
     Stopped,
 }
@@ -56,9 +65,10 @@ impl ReadResult {
     }
 }
 
-/// Reads once from `stream` — into `shared` when no frame is incomplete, else into `partial` —
-/// and hands every complete frame to `on_frame`, in order. The incomplete tail, if any, is left
-/// in `partial`.
+/// Processes the complete frames waiting in `partial` (left by a paused batch), then reads once
+/// from `stream` — into `shared` when no frame is incomplete, else into `partial` — and hands
+/// every complete frame to `on_frame`, in order. What is left (an incomplete frame, or frames a
+/// pause left unprocessed) stays in `partial`.
 pub(crate) fn read_frames(
     stream: &TcpStream,
     partial: &mut BytesMut,
@@ -66,6 +76,19 @@ pub(crate) fn read_frames(
     max_frame: u32,
     mut on_frame: impl FnMut(&[u8]) -> AfterFrame,
 ) -> ReadResult {
+    if !partial.is_empty() {
+        match split_frames(partial, max_frame, &mut on_frame) {
+            Split::Complete(consumed) => advance(partial, consumed),
+            Split::Paused(consumed) => {
+                advance(partial, consumed);
+                return ReadResult::without_data(ReadStatus::Paused);
+            }
+            Split::Stopped => return ReadResult::without_data(ReadStatus::Stopped),
+            Split::Malformed(error) => {
+                return ReadResult::without_data(ReadStatus::Malformed(error));
+            }
+        }
+    }
     if partial.is_empty() {
         // The common case: read into the shared buffer, keep only an incomplete tail.
         let read = match stream.try_read(shared) {
@@ -74,21 +97,27 @@ pub(crate) fn read_frames(
             Err(error) => return ReadResult::without_data(failed(error)),
         };
         let status = match split_frames(&shared[..read], max_frame, &mut on_frame) {
-            Ok(consumed) => {
+            Split::Complete(consumed) => {
                 partial.extend_from_slice(&shared[consumed..read]);
                 filled_or_drained(read, shared.len())
             }
-            Err(status) => status,
+            Split::Paused(consumed) => {
+                partial.extend_from_slice(&shared[consumed..read]);
+                ReadStatus::Paused
+            }
+            Split::Stopped => ReadStatus::Stopped,
+            Split::Malformed(error) => ReadStatus::Malformed(error),
         };
         ReadResult {
             status,
             bytes: read,
         }
     } else {
-        // An incomplete frame is waiting: read into the connection's own buffer, sized for the
-        // rest of that frame (its length was checked against max_frame when it arrived).
+        // An incomplete frame is waiting: read into the connection's own buffer, which grows
+        // with what arrives (at most a read buffer's worth at a time), not by the length the
+        // frame announces.
         let wanted = frame_length_hint(partial).saturating_sub(partial.len());
-        partial.reserve(wanted.clamp(4096, READ_BUFFER_BYTES.max(wanted)));
+        partial.reserve(wanted.clamp(4096, READ_BUFFER_BYTES));
         let spare = partial.capacity() - partial.len();
         let read = match stream.try_read_buf(partial) {
             Ok(0) => return ReadResult::without_data(ReadStatus::PeerClosed),
@@ -96,15 +125,16 @@ pub(crate) fn read_frames(
             Err(error) => return ReadResult::without_data(failed(error)),
         };
         let status = match split_frames(partial, max_frame, &mut on_frame) {
-            Ok(consumed) => {
-                partial.advance(consumed);
-                if partial.is_empty() {
-                    // Do not keep a large buffer for an idle connection.
-                    *partial = BytesMut::new();
-                }
+            Split::Complete(consumed) => {
+                advance(partial, consumed);
                 filled_or_drained(read, spare)
             }
-            Err(status) => status,
+            Split::Paused(consumed) => {
+                advance(partial, consumed);
+                ReadStatus::Paused
+            }
+            Split::Stopped => ReadStatus::Stopped,
+            Split::Malformed(error) => ReadStatus::Malformed(error),
         };
         ReadResult {
             status,
@@ -113,25 +143,48 @@ pub(crate) fn read_frames(
     }
 }
 
-/// Hands every complete frame at the start of `bytes` to `on_frame`; returns how many bytes
-/// they took, or why it stopped.
+/// Drops `consumed` processed bytes from the front of `partial`; an emptied buffer gives its
+/// memory back (an idle connection keeps no read buffer).
+fn advance(partial: &mut BytesMut, consumed: usize) {
+    partial.advance(consumed);
+    if partial.is_empty() {
+        *partial = BytesMut::new();
+    }
+}
+
+/// How handing out the frames of a buffer ended.
+#[derive(Debug)]
+pub(crate) enum Split {
+    /// Every complete frame was handled; they took this many bytes.
+    Complete(usize),
+    /// The handler paused after frames that took this many bytes.
+    Paused(usize),
+    /// The handler closed the connection.
+    Stopped,
+    /// A bad length: the stream is broken.
+    Malformed(DecodeError),
+}
+
+/// Hands every complete frame at the start of `bytes` to `on_frame`, in order.
 pub(crate) fn split_frames(
     bytes: &[u8],
     max_frame: u32,
     on_frame: &mut impl FnMut(&[u8]) -> AfterFrame,
-) -> Result<usize, ReadStatus> {
+) -> Split {
     let mut offset = 0;
     loop {
         match frame_length(&bytes[offset..], max_frame) {
             Ok(Some(length)) => {
                 let frame = &bytes[offset..offset + length];
                 offset += length;
-                if on_frame(frame) == AfterFrame::Stop {
-                    return Err(ReadStatus::Stopped);
+                match on_frame(frame) {
+                    AfterFrame::Continue => {}
+                    AfterFrame::Pause => return Split::Paused(offset),
+                    AfterFrame::Stop => return Split::Stopped,
                 }
             }
-            Ok(None) => return Ok(offset),
-            Err(error) => return Err(ReadStatus::Malformed(error)),
+            Ok(None) => return Split::Complete(offset),
+            Err(error) => return Split::Malformed(error),
         }
     }
 }

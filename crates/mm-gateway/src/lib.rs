@@ -29,8 +29,11 @@
 //! * [`subject_trie`] — the subscription index and its match cache.
 //! * `mesh` — links to peer gateways, interest propagation, mesh-wide flush: a state machine
 //!   that returns effects; `mesh::dial` dials.
+//! * `subscriptions` — one connection's subscriptions, indexed by id and by pattern.
 //! * `counters`, `stats` — counters, and the `_MM.STATS` answer built from them.
 //! * `memory` — handing memory back to the system after a burst.
+//! * `log_limit`, `rate_limit` — warnings a few at a time, subjects cut short in logs; how often
+//!   a connection may ask for something costly.
 //!
 //! Dependencies between these modules point one way — `service` uses the parts, the parts never
 //! use `service` — and docs/architecture.md draws the picture.
@@ -42,14 +45,17 @@ mod counters;
 mod flush_set;
 mod inbound;
 mod listener;
+mod log_limit;
 mod memory;
 mod mesh;
 mod outbound;
+mod rate_limit;
 mod router;
 mod service;
 mod socket;
 mod stats;
 pub mod subject_trie;
+mod subscriptions;
 #[cfg(test)]
 mod test_harness;
 
@@ -61,7 +67,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use config::{ConfigError, GatewayConfig, MeshConfig};
+pub use config::{ConfigError, GatewayConfig, Limits, MeshConfig};
 pub use context::GatewayContext;
 
 /// A gateway that failed to start.
@@ -114,7 +120,7 @@ impl Gateway {
             shutdown.clone(),
         ));
         for mesh in &context.config.meshes {
-            if let Err(error) = registry.service(&mesh.service) {
+            if let Err(error) = registry.start_configured(&mesh.service) {
                 registry.shutdown().await;
                 return Err(GatewayError::Service {
                     service: mesh.service.clone(),

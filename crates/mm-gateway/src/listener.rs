@@ -2,42 +2,64 @@
 //! CONNECT_MESH_PEER), and hands the connection to its service's thread.
 //!
 //! The acceptor runs on the main runtime, one small task per connection still in its handshake.
-//! It decodes only what it must: the first frame and its body. Whatever arrived behind that frame
-//! travels with the socket to the service, which processes it in order before reading anything
-//! else, so frames pipelined right behind CONNECT are never lost.
+//! It decodes only what it must: the first frame (at most [`MAX_HANDSHAKE_FRAME_BYTES`]) and its
+//! body. Whatever arrived behind that frame travels with the socket to the service, which
+//! processes it in order before reading anything else, so frames pipelined right behind CONNECT
+//! are never lost.
 //!
-//! Services are created on demand (unless the configuration restricts them) and each gets its own
-//! thread: see [`crate::service`].
+//! Services are created on demand (unless the configuration restricts them), each with its own
+//! thread (see the `service` module), up to `MaxServices`. A service started on demand stops
+//! once it has had no connection for `ServiceIdleStopMs`, so made-up service names cost nothing
+//! for long (issue #12). The registry decides that under its lock, counting connections still on
+//! their way to the service, so a connection is never handed to a service that is stopping.
+//!
+//! Out of file descriptors, `accept` fails: the acceptor keeps one descriptor in reserve, gives it
+//! up to accept and close the waiting connection (so its client fails at once rather than
+//! hanging), backs off, and goes on by itself once descriptors are free again. Existing
+//! connections are not affected.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mm_wire::handshake::{ConnectOptions, ErrorCode, PeerHello, Protocol};
 use mm_wire::subject::validate_service_name_bytes;
 use mm_wire::{Action, Frame, FrameDecoder, Header, encode_frame};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::config::MAX_HANDSHAKE_FRAME_BYTES;
 use crate::context::GatewayContext;
+use crate::log_limit::{WarningBudget, shown};
 use crate::service::{self, Incoming, ServiceCommand, ServiceHandle};
 use crate::socket::send_and_close;
 
-/// Pause after a failed `accept` (typically: out of file descriptors), so the loop does not spin.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// First pause after a failed `accept`; doubled while it keeps failing.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Longest pause after failed `accept`s.
+const ACCEPT_ERROR_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// How often idle on-demand services are looked for.
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Warnings about connections in their handshake, logged per window (the rest are counted).
+const HANDSHAKE_WARNINGS_PER_WINDOW: u32 = 20;
 
 /// The services of this gateway, by name.
 pub(crate) struct ServiceRegistry {
     context: Arc<GatewayContext>,
-    /// Locked only by the acceptor when a CONNECT names a service, and at shutdown — never on the
-    /// routing path.
+    /// Locked only by the acceptor when a CONNECT names a service, by the idle check, and at
+    /// shutdown — never on the routing path.
     services: Mutex<HashMap<String, ServiceHandle>>,
     /// Cancelled at shutdown; every service runs under a child of it.
     shutdown: CancellationToken,
+    /// Warnings about connections in their handshake (from anyone who can reach the port).
+    warnings: Mutex<WarningBudget>,
 }
 
 /// Why a service cannot be used.
@@ -46,12 +68,18 @@ pub(crate) enum ServiceUnavailable {
     /// The configuration does not allow it.
     #[error("this gateway does not serve that service")]
     Refused,
+    /// Starting it would pass `MaxServices`.
+    #[error("this gateway runs at most {0} services")]
+    LimitReached(usize),
     /// Its thread or event loop could not be started.
     #[error("cannot start the service: {0}")]
     CannotStart(#[source] std::io::Error),
     /// The registry's lock was poisoned by a panic elsewhere.
     #[error("the service registry is unusable after an internal error")]
     Poisoned,
+    /// The service stopped while the connection was handed to it, twice.
+    #[error("the service stopped")]
+    Stopped,
 }
 
 impl ServiceRegistry {
@@ -60,29 +88,162 @@ impl ServiceRegistry {
             context,
             services: Mutex::new(HashMap::new()),
             shutdown,
+            warnings: Mutex::new(WarningBudget::new(HANDSHAKE_WARNINGS_PER_WINDOW)),
         }
     }
 
-    /// The command channel of `name`, starting the service if needed.
-    pub(crate) fn service(
-        &self,
-        name: &str,
-    ) -> Result<mpsc::Sender<ServiceCommand>, ServiceUnavailable> {
-        if !self.context.config.allows_service(name) {
-            return Err(ServiceUnavailable::Refused);
-        }
+    /// Starts a configured service (at gateway start).
+    pub(crate) fn start_configured(&self, name: &str) -> Result<(), ServiceUnavailable> {
         let mut services = self
             .services
             .lock()
             .map_err(|_| ServiceUnavailable::Poisoned)?;
-        if let Some(handle) = services.get(name) {
-            return Ok(handle.commands.clone());
+        self.get_or_start(&mut services, name).map(|_| ())
+    }
+
+    /// The running service `name`, started if needed (within `MaxServices`).
+    fn get_or_start<'a>(
+        &self,
+        services: &'a mut HashMap<String, ServiceHandle>,
+        name: &str,
+    ) -> Result<&'a ServiceHandle, ServiceUnavailable> {
+        if !self.context.config.allows_service(name) {
+            return Err(ServiceUnavailable::Refused);
         }
-        let handle = service::start(name, self.context.clone(), self.shutdown.child_token())
-            .map_err(ServiceUnavailable::CannotStart)?;
-        let commands = handle.commands.clone();
-        services.insert(name.to_owned(), handle);
-        Ok(commands)
+        if !services.contains_key(name) {
+            let limit = self.context.config.limits.max_services;
+            if services.len() >= limit {
+                return Err(ServiceUnavailable::LimitReached(limit));
+            }
+            // A service that cannot start is not registered: the next CONNECT tries again.
+            let handle = service::start(name, self.context.clone(), self.shutdown.child_token())
+                .map_err(ServiceUnavailable::CannotStart)?;
+            services.insert(name.to_owned(), handle);
+        }
+        services.get(name).ok_or(ServiceUnavailable::Stopped)
+    }
+
+    /// A place in service `name` (started if needed) for a connection about to be handed over:
+    /// it counts as arriving, so the service is not stopped for idleness meanwhile.
+    fn ticket(&self, name: &str) -> Result<Ticket, ServiceUnavailable> {
+        let mut services = self
+            .services
+            .lock()
+            .map_err(|_| ServiceUnavailable::Poisoned)?;
+        let handle = self.get_or_start(&mut services, name)?;
+        // Counted under the lock: the idle check never stops a service with a connection on its
+        // way.
+        handle.load.arriving.fetch_add(1, Ordering::SeqCst);
+        Ok(Ticket {
+            commands: handle.commands.clone(),
+            load: handle.load.clone(),
+            generation: handle.generation,
+        })
+    }
+
+    /// Hands a connection to its service. If the service's thread has ended meanwhile, its
+    /// entry is replaced and the hand-over tried once more; if that fails too, the connection
+    /// comes back with why.
+    async fn hand_over(
+        &self,
+        name: &str,
+        mut ticket: Ticket,
+        incoming: Incoming,
+    ) -> Result<(), (ServiceUnavailable, Box<Incoming>)> {
+        let mut incoming = Box::new(incoming);
+        for attempt in 0..2 {
+            match ticket.commands.send(ServiceCommand::Attach(incoming)).await {
+                Ok(()) => return Ok(()),
+                Err(tokio::sync::mpsc::error::SendError(ServiceCommand::Attach(back))) => {
+                    ticket.load.arriving.fetch_sub(1, Ordering::SeqCst);
+                    incoming = back;
+                }
+            }
+            if let Ok(mut services) = self.services.lock() {
+                if services
+                    .get(name)
+                    .is_some_and(|handle| handle.generation == ticket.generation)
+                {
+                    services.remove(name);
+                }
+            }
+            if attempt == 0 {
+                ticket = match self.ticket(name) {
+                    Ok(ticket) => ticket,
+                    Err(error) => return Err((error, incoming)),
+                };
+            }
+        }
+        Err((ServiceUnavailable::Stopped, incoming))
+    }
+
+    /// Stops the on-demand services that have had no connection for `ServiceIdleStopMs`.
+    fn stop_idle_services(&self) {
+        let idle_stop = self.context.config.limits.service_idle_stop;
+        let now = Instant::now();
+        let stopped: Vec<ServiceHandle> = {
+            let Ok(mut services) = self.services.lock() else {
+                return;
+            };
+            let mut idle = Vec::new();
+            for (name, handle) in services.iter_mut() {
+                if handle
+                    .thread
+                    .as_ref()
+                    .is_none_or(|thread| thread.is_finished())
+                {
+                    // Its loop ended on its own: forget it, the next CONNECT starts it afresh.
+                    idle.push(name.clone());
+                    continue;
+                }
+                if self.context.config.mesh_for(name).is_some() {
+                    continue;
+                }
+                let busy = handle.load.connections.load(Ordering::SeqCst) > 0
+                    || handle.load.arriving.load(Ordering::SeqCst) > 0;
+                if busy {
+                    handle.idle_since = None;
+                    continue;
+                }
+                let since = *handle.idle_since.get_or_insert(now);
+                if now.duration_since(since) >= idle_stop {
+                    idle.push(name.clone());
+                }
+            }
+            idle.into_iter()
+                .filter_map(|name| services.remove(&name))
+                .collect()
+        };
+        for mut handle in stopped {
+            handle.cancel.cancel();
+            if let Some(thread) = handle.thread.take() {
+                // The thread ends within the service's shutdown wait; joined off this runtime.
+                tokio::task::spawn_blocking(move || thread.join());
+            }
+        }
+    }
+
+    /// Whether a warning about a connection in its handshake may be logged now.
+    fn warning_allowed(&self) -> bool {
+        self.warnings
+            .lock()
+            .map(|mut budget| budget.allow(Instant::now()))
+            .unwrap_or(false)
+    }
+
+    /// Logs how many handshake warnings were suppressed, once their window is over.
+    fn summarize_warnings(&self) {
+        let suppressed = self
+            .warnings
+            .lock()
+            .ok()
+            .and_then(|mut budget| budget.take_summary(Instant::now()));
+        if let Some(suppressed) = suppressed {
+            warn!(
+                suppressed,
+                "more warnings about connections in their handshake were suppressed"
+            );
+        }
     }
 
     /// Stops every service (cancels the shutdown token) and waits for their threads.
@@ -100,6 +261,43 @@ impl ServiceRegistry {
     }
 }
 
+/// A connection's place in a service, taken before it is handed over.
+struct Ticket {
+    commands: tokio::sync::mpsc::Sender<ServiceCommand>,
+    load: Arc<service::ServiceLoad>,
+    generation: u64,
+}
+
+/// One file descriptor held back for the moment `accept` fails for lack of descriptors.
+struct ReserveDescriptor {
+    held: Option<std::fs::File>,
+}
+
+impl ReserveDescriptor {
+    fn new() -> ReserveDescriptor {
+        let mut reserve = ReserveDescriptor { held: None };
+        reserve.take();
+        reserve
+    }
+
+    /// Gives the descriptor back to the system (one `accept` can then succeed).
+    fn release(&mut self) {
+        self.held = None;
+    }
+
+    /// Holds a descriptor again, if one is free.
+    fn take(&mut self) {
+        if self.held.is_none() {
+            self.held = std::fs::File::open("/dev/null").ok();
+        }
+    }
+}
+
+/// Whether an `accept` error means the process or the system is out of descriptors.
+fn out_of_descriptors(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// Accepts connections until `shutdown` is cancelled; handshakes still in progress then end.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
@@ -107,10 +305,15 @@ pub(crate) async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let handshakes = TaskTracker::new();
+    let mut reserve = ReserveDescriptor::new();
+    let mut backoff = ACCEPT_ERROR_BACKOFF;
+    let mut idle_check = tokio::time::interval(IDLE_CHECK_INTERVAL);
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, address)) => {
+                    backoff = ACCEPT_ERROR_BACKOFF;
                     let registry = registry.clone();
                     let shutdown = shutdown.clone();
                     handshakes.spawn(async move {
@@ -118,10 +321,31 @@ pub(crate) async fn accept_loop(
                     });
                 }
                 Err(error) => {
-                    warn!(%error, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    if out_of_descriptors(&error) {
+                        // Give up the reserve to take the waiting connection off the queue and
+                        // close it: its client learns at once, and the queue does not fill.
+                        reserve.release();
+                        if let Ok(Ok((stream, _))) =
+                            tokio::time::timeout(Duration::from_millis(10), listener.accept()).await
+                        {
+                            drop(stream);
+                        }
+                        reserve.take();
+                    }
+                    if registry.warning_allowed() {
+                        warn!(%error, "accept failed; backing off {} ms", backoff.as_millis());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_ERROR_BACKOFF_MAX);
                 }
             },
+            _ = idle_check.tick() => {
+                registry.stop_idle_services();
+                registry.summarize_warnings();
+            }
             _ = shutdown.cancelled() => break,
         }
     }
@@ -135,34 +359,42 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%address, %error, "cannot set TCP_NODELAY");
     }
-    let mut decoder = FrameDecoder::new(config.max_frame);
+    let mut decoder = FrameDecoder::new(config.max_frame.min(MAX_HANDSHAKE_FRAME_BYTES));
     let first =
         match tokio::time::timeout(config.handshake_timeout, read_frame(&stream, &mut decoder))
             .await
         {
             Err(_) => {
-                info!(%address, "no CONNECT within the handshake timeout: closing");
+                if registry.warning_allowed() {
+                    info!(%address, "no CONNECT within the handshake timeout: closing");
+                }
                 return;
             }
             Ok(Err(reason)) => {
-                info!(%address, "closing before CONNECT: {reason}");
+                if registry.warning_allowed() {
+                    info!(%address, "closing before CONNECT: {reason}");
+                }
                 return;
             }
             Ok(Ok(frame)) => frame,
         };
     let action = first.action();
     if !matches!(action, Some(Action::Connect | Action::ConnectMeshPeer)) {
-        warn!(
-            %address,
-            action = first.header().action_byte,
-            "frame before CONNECT: closing"
-        );
+        if registry.warning_allowed() {
+            warn!(
+                %address,
+                action = first.header().action_byte,
+                "frame before CONNECT: closing"
+            );
+        }
         return;
     }
     let body = match first.message() {
         Ok(body) => body,
         Err(error) => {
-            warn!(%address, %error, "undecodable CONNECT body: closing");
+            if registry.warning_allowed() {
+                warn!(%address, %error, "undecodable CONNECT body: closing");
+            }
             return;
         }
     };
@@ -173,12 +405,14 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
     };
     let service_name = first.subject();
     if let Err(error) = validate_service_name_bytes(service_name) {
-        warn!(%address, service = %String::from_utf8_lossy(service_name), %error, "invalid service name: closing");
+        if registry.warning_allowed() {
+            warn!(%address, service = %shown(service_name), %error, "invalid service name: closing");
+        }
         refuse(
             &stream,
             protocol,
             ErrorCode::InvalidSubject,
-            service_name,
+            &crate::log_limit::echoed(service_name),
             &format!("service name: {error}"),
         )
         .await;
@@ -186,44 +420,73 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
     }
     // Validated above: a service name is UTF-8.
     let service_name = String::from_utf8_lossy(service_name).into_owned();
-    let commands = match registry.service(&service_name) {
-        Ok(commands) => commands,
+    let ticket = match registry.ticket(&service_name) {
+        Ok(ticket) => ticket,
         Err(unavailable) => {
-            let text = unavailable.to_string();
-            warn!(%address, service = %service_name, "{text}: refusing connection");
-            refuse(
+            refuse_service(
+                &registry,
                 &stream,
+                address,
                 protocol,
-                ErrorCode::ServiceRefused,
-                service_name.as_bytes(),
-                &text,
+                &service_name,
+                &unavailable,
             )
             .await;
             return;
         }
     };
     let leftover = decoder.buffer_mut().split();
-    let stream = match stream.into_std() {
+    let std_stream = match stream.into_std() {
         Ok(stream) => stream,
         Err(error) => {
+            ticket.load.arriving.fetch_sub(1, Ordering::SeqCst);
             warn!(%address, %error, "cannot hand the connection over");
             return;
         }
     };
     let incoming = Incoming {
-        stream,
+        stream: std_stream,
         address,
         first_frame: first,
         body,
         leftover,
     };
-    if commands
-        .send(ServiceCommand::Attach(Box::new(incoming)))
-        .await
-        .is_err()
+    if let Err((unavailable, incoming)) = registry.hand_over(&service_name, ticket, incoming).await
     {
-        warn!(%address, service = %service_name, "service stopped: connection dropped");
+        if let Ok(stream) = TcpStream::from_std(incoming.stream) {
+            refuse_service(
+                &registry,
+                &stream,
+                address,
+                protocol,
+                &service_name,
+                &unavailable,
+            )
+            .await;
+        }
     }
+}
+
+/// Logs (within the warning budget) and answers SERVICE_REFUSED.
+async fn refuse_service(
+    registry: &ServiceRegistry,
+    stream: &TcpStream,
+    address: SocketAddr,
+    protocol: Protocol,
+    service_name: &str,
+    unavailable: &ServiceUnavailable,
+) {
+    if registry.warning_allowed() {
+        warn!(%address, service = %service_name, "{unavailable}: refusing connection");
+    }
+    refuse(
+        stream,
+        protocol,
+        ErrorCode::ServiceRefused,
+        service_name.as_bytes(),
+        &unavailable.to_string(),
+    )
+    .await;
 }
 
 /// Why a connection ended before its first frame.
@@ -235,7 +498,7 @@ enum HandshakeError {
     /// Reading failed.
     #[error("read error: {0}")]
     Io(#[from] std::io::Error),
-    /// The bytes are not a valid frame.
+    /// The bytes are not a valid frame (or the first frame is larger than a handshake may be).
     #[error("malformed first frame: {0}")]
     Malformed(#[from] mm_wire::DecodeError),
 }

@@ -45,8 +45,11 @@ pub(crate) mod dial;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
+
+use slotmap::SecondaryMap;
 
 use mm_wire::handshake::Protocol;
 use mm_wire::{Action, Header, Message};
@@ -151,6 +154,13 @@ struct DialledLink {
     peer_id: Option<String>,
     protocol: Protocol,
     dialer: DialerId,
+    /// Sequence of the last flush PING sent on the link (0: none yet).
+    flush_sent: u64,
+    /// Highest flush PING sequence the peer has answered.
+    flush_answered: u64,
+    /// Interest frames were queued on the link after its last flush PING: the next flush needs a
+    /// PING of its own, behind them.
+    interest_since_ping: bool,
 }
 
 /// A link a peer dialled.
@@ -171,10 +181,26 @@ struct PendingFlush {
     client: ConnectionKey,
     /// The client's PING body, echoed in the PONG.
     body: Vec<u8>,
-    /// Sequence of the link PINGs sent for this flush.
-    sequence: u64,
-    /// Links that have not answered yet.
-    waiting: Vec<ConnectionKey>,
+    /// Per link: the flush PING whose answer confirms this flush. A link that closes no longer
+    /// counts.
+    waiting: Vec<(ConnectionKey, u64)>,
+}
+
+/// Mesh-wide flushes one connection may have in progress.
+pub(crate) const MAX_PENDING_FLUSHES_PER_CONNECTION: u32 = 256;
+
+/// Largest PING body a mesh-wide flush keeps to echo (a real one carries a few fields).
+pub(crate) const MAX_FLUSH_BODY_BYTES: usize = 1024;
+
+/// Why a mesh-wide flush was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FlushRefused {
+    /// The connection already has [`MAX_PENDING_FLUSHES_PER_CONNECTION`] in progress.
+    #[error("{MAX_PENDING_FLUSHES_PER_CONNECTION} mesh-wide flushes are already in progress")]
+    TooMany,
+    /// The PING body is longer than [`MAX_FLUSH_BODY_BYTES`].
+    #[error("a mesh-wide flush PING body may have at most {MAX_FLUSH_BODY_BYTES} bytes")]
+    BodyTooLarge,
 }
 
 /// Something the service loop must do for the mesh.
@@ -311,8 +337,12 @@ pub(crate) struct Mesh {
     dialled: Vec<DialledLink>,
     /// Accepted links, oldest first.
     accepted: Vec<AcceptedLink>,
-    /// Mesh-wide flushes in progress, oldest first.
-    pending_flushes: Vec<PendingFlush>,
+    /// Mesh-wide flushes in progress, oldest first. Ordered also by what they wait for: per link,
+    /// a later flush never waits for an earlier PING than an earlier flush does, so flushes
+    /// complete from the front.
+    pending_flushes: VecDeque<PendingFlush>,
+    /// Flushes in progress per client (bounded by [`MAX_PENDING_FLUSHES_PER_CONNECTION`]).
+    flushes_per_client: SecondaryMap<ConnectionKey, u32>,
     /// Next link PING sequence.
     next_flush_sequence: u64,
     /// Dial attempts started (first dials and redials).
@@ -355,7 +385,8 @@ impl Mesh {
             next_link_subscription_id: 1,
             dialled: Vec::new(),
             accepted: Vec::new(),
-            pending_flushes: Vec::new(),
+            pending_flushes: VecDeque::new(),
+            flushes_per_client: SecondaryMap::new(),
             next_flush_sequence: 1,
             link_dials: 0,
         }
@@ -400,8 +431,9 @@ impl Mesh {
                 link_subscription_id: id,
             },
         );
-        for link in &self.dialled {
+        for link in &mut self.dialled {
             out.send_interest(link.key, Action::Subscribe, id, pattern);
+            link.interest_since_ping = true;
         }
     }
 
@@ -417,8 +449,9 @@ impl Mesh {
         }
         let id = entry.link_subscription_id;
         self.interest.remove(pattern);
-        for link in &self.dialled {
+        for link in &mut self.dialled {
             out.send_interest(link.key, Action::Unsubscribe, id, pattern);
+            link.interest_since_ping = true;
         }
     }
 
@@ -566,6 +599,9 @@ impl Mesh {
             peer_id,
             protocol,
             dialer,
+            flush_sent: 0,
+            flush_answered: 0,
+            interest_since_ping: true,
         });
         for (pattern, entry) in &self.interest {
             out.send_interest(key, Action::Subscribe, entry.link_subscription_id, pattern);
@@ -649,9 +685,6 @@ impl Mesh {
             }
         }
         // A closed link no longer holds up mesh flushes.
-        for flush in &mut self.pending_flushes {
-            flush.waiting.retain(|&waiting| waiting != key);
-        }
         self.complete_flushes(out);
     }
 
@@ -665,31 +698,54 @@ impl Mesh {
     // Mesh-wide flush
     // ---------------------------------------------------------------------------------------
 
-    /// A client's PING with `mesh` = true: PING every MM/2 dialled link that is up (behind the
-    /// interest changes already queued on it), and answer the client when all have answered.
-    pub(crate) fn start_flush(&mut self, client: ConnectionKey, body: &[u8], out: &mut MeshOutput) {
-        let links: Vec<ConnectionKey> = self
-            .dialled
-            .iter()
-            .filter(|link| link.protocol == Protocol::Mm2)
-            .map(|link| link.key)
-            .collect();
-        if links.is_empty() {
+    /// A client's PING with `mesh` = true: answered once every MM/2 dialled link that is up has
+    /// answered a PING sent behind the interest changes already queued on it. A link with no
+    /// interest queued since its last flush PING needs no new one: that PING (answered or not)
+    /// already stands behind everything, so a burst of flushes costs one PING per link.
+    pub(crate) fn start_flush(
+        &mut self,
+        client: ConnectionKey,
+        body: &[u8],
+        out: &mut MeshOutput,
+    ) -> Result<(), FlushRefused> {
+        if body.len() > MAX_FLUSH_BODY_BYTES {
+            return Err(FlushRefused::BodyTooLarge);
+        }
+        let in_progress = self.flushes_per_client.get(client).copied().unwrap_or(0);
+        if in_progress >= MAX_PENDING_FLUSHES_PER_CONNECTION {
+            return Err(FlushRefused::TooMany);
+        }
+        let mut waiting = Vec::new();
+        for link in &mut self.dialled {
+            if link.protocol != Protocol::Mm2 {
+                continue;
+            }
+            if link.interest_since_ping || link.flush_sent == 0 {
+                link.flush_sent = self.next_flush_sequence;
+                self.next_flush_sequence += 1;
+                link.interest_since_ping = false;
+                let ping = Message::new().add_u64("flush", link.flush_sent);
+                out.send(link.key, &Header::new(Action::Ping), &ping);
+            }
+            if link.flush_answered < link.flush_sent {
+                waiting.push((link.key, link.flush_sent));
+            }
+        }
+        if waiting.is_empty() && self.pending_flushes.is_empty() {
             out.send_with_body(client, &Header::new(Action::Pong), body);
-            return;
+            return Ok(());
         }
-        let sequence = self.next_flush_sequence;
-        self.next_flush_sequence += 1;
-        let ping = Message::new().add_u64("flush", sequence);
-        for &link in &links {
-            out.send(link, &Header::new(Action::Ping), &ping);
+        if let Some(count) = self.flushes_per_client.entry(client) {
+            *count.or_insert(0) += 1;
         }
-        self.pending_flushes.push(PendingFlush {
+        self.pending_flushes.push_back(PendingFlush {
             client,
             body: body.to_vec(),
-            sequence,
-            waiting: links,
+            waiting,
         });
+        // Queued behind earlier flushes: answered in order.
+        self.complete_flushes(out);
+        Ok(())
     }
 
     /// A PONG on a link: a flush PING answered (heartbeat PONGs carry no `flush`).
@@ -697,23 +753,36 @@ impl Mesh {
         let Some(sequence) = body.try_u64("flush") else {
             return;
         };
-        for flush in &mut self.pending_flushes {
-            if flush.sequence <= sequence {
-                flush.waiting.retain(|&waiting| waiting != link);
-            }
+        if let Some(entry) = self.dialled.iter_mut().find(|entry| entry.key == link) {
+            entry.flush_answered = entry.flush_answered.max(sequence);
         }
         self.complete_flushes(out);
     }
 
+    /// Answers the flushes at the front of the queue that are confirmed: O(1) per answered
+    /// flush, plus one look at the first that is not.
     fn complete_flushes(&mut self, out: &mut MeshOutput) {
-        self.pending_flushes.retain(|flush| {
-            if flush.waiting.is_empty() {
-                out.send_with_body(flush.client, &Header::new(Action::Pong), &flush.body);
-                false
-            } else {
-                true
+        while let Some(front) = self.pending_flushes.front() {
+            let confirmed = front.waiting.iter().all(|&(key, sequence)| {
+                self.dialled
+                    .iter()
+                    .find(|link| link.key == key)
+                    .is_none_or(|link| link.flush_answered >= sequence)
+            });
+            if !confirmed {
+                return;
             }
-        });
+            let Some(flush) = self.pending_flushes.pop_front() else {
+                return;
+            };
+            if let Some(count) = self.flushes_per_client.get_mut(flush.client) {
+                *count -= 1;
+                if *count == 0 {
+                    self.flushes_per_client.remove(flush.client);
+                }
+            }
+            out.send_with_body(flush.client, &Header::new(Action::Pong), &flush.body);
+        }
     }
 
     /// Flushes still waiting for links.

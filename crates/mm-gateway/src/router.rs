@@ -8,6 +8,12 @@
 //! match (the link's peer fans it out), and never from one peer to another (no relay, SPEC §8).
 //! Every connection that received something is marked in [`Router::flush`].
 //!
+//! Bounds hold while routing, not after (issue #12): a connection whose queue would pass its
+//! bound gets one write attempt on the spot, and if that does not make room, nothing more is
+//! copied for it — it is listed in [`Router::take_cut_offs`] and the service closes it after the
+//! frame. So one client holding 200 000 subscriptions to a subject cannot make the gateway copy
+//! 200 000 frames into its queue per publish.
+//!
 //! A publisher almost always repeats its subject, so each one has a memo: its last subject (which
 //! was valid) and, while the index is unchanged, what that subject matched. A repeat skips both
 //! the subject check and the lookup.
@@ -15,7 +21,7 @@
 use mm_wire::patch_subscription_id;
 use slotmap::SecondaryMap;
 
-use crate::connection::{ConnectionKey, Connections};
+use crate::connection::{CloseReason, Connection, ConnectionKey, Connections};
 use crate::flush_set::FlushSet;
 use crate::subject_trie::SubjectTrie;
 
@@ -59,6 +65,10 @@ pub(crate) struct RouteOutcome {
     /// At least one subscription matched (it may still have received nothing: a link does not
     /// get messages from peers).
     pub(crate) matched: bool,
+    /// Subscriptions looked at: the work the frame cost.
+    pub(crate) visited: usize,
+    /// Copies not queued because their connection was past its bound.
+    pub(crate) dropped: usize,
 }
 
 /// A publisher's last subject and what it matched.
@@ -86,6 +96,8 @@ pub(crate) struct Router {
     publish_sequence: u64,
     /// Connections with output queued since they were last written.
     pub(crate) flush: FlushSet,
+    /// Connections found past their bound (their `cut_off` is set), to be closed by the service.
+    cut_offs: Vec<ConnectionKey>,
 }
 
 impl Router {
@@ -97,6 +109,7 @@ impl Router {
             scratch: Vec::new(),
             publish_sequence: 0,
             flush: FlushSet::default(),
+            cut_offs: Vec::new(),
         }
     }
 
@@ -124,7 +137,9 @@ impl Router {
     }
 
     /// Queues `frame` (whose subject is valid) for every matching subscription and marks the
-    /// connections for flushing. Never closes a connection.
+    /// connections for flushing. Never closes a connection: those past their bound are listed for
+    /// [`Router::take_cut_offs`]. Subscriptions of a connection that is already closed (its
+    /// subscriptions are being retired in slices) are skipped.
     pub(crate) fn route(
         &mut self,
         origin: Origin,
@@ -157,10 +172,13 @@ impl Router {
                 &self.scratch
             }
         };
-        let mut delivered = false;
+        let mut outcome = RouteOutcome {
+            matched: !matches.is_empty(),
+            visited: matches.len(),
+            ..RouteOutcome::default()
+        };
         for subscriber in matches {
             let Some(connection) = connections.get_mut(subscriber.connection) else {
-                debug_assert!(false, "a subscriber's connection is gone");
                 continue;
             };
             let subscription_id = if connection.role.is_link() {
@@ -172,16 +190,33 @@ impl Router {
             } else {
                 subscriber.subscription_id
             };
+            // A frame always fits an empty queue (SPEC §6.3).
+            if connection.outbound.pending() + frame.len() > connection.output_bound
+                && !connection.outbound.is_empty()
+            {
+                if connection.cut_off.is_none() {
+                    if let Err(reason) = make_room(connection, frame.len()) {
+                        connection.cut_off = Some(reason);
+                        self.cut_offs.push(subscriber.connection);
+                    }
+                }
+                if connection.cut_off.is_some() {
+                    outcome.dropped += 1;
+                    continue;
+                }
+            }
             patch_subscription_id(connection.outbound.push(frame), subscription_id);
             connection.counters.frames_out += 1;
             connection.counters.bytes_out += frame.len() as u64;
             self.flush.insert(subscriber.connection);
-            delivered = true;
+            outcome.delivered = true;
         }
-        RouteOutcome {
-            delivered,
-            matched: !matches.is_empty(),
-        }
+        outcome
+    }
+
+    /// Connections found past their bound since the last call, to be closed.
+    pub(crate) fn take_cut_offs(&mut self) -> Vec<ConnectionKey> {
+        std::mem::take(&mut self.cut_offs)
     }
 
     /// The id of `connection`'s subscription that matches `subject`, if any (the header of a
@@ -201,6 +236,17 @@ impl Router {
     /// Drops a publisher's memo (it closed, or has been idle: the memory goes back).
     pub(crate) fn forget_publisher(&mut self, publisher: ConnectionKey) {
         self.memos.remove(publisher);
+    }
+}
+
+/// A connection about to pass its bound: writes what the socket takes now. `Ok` if `frame_len`
+/// more bytes then fit; else why it must be closed.
+fn make_room(connection: &mut Connection, frame_len: usize) -> Result<(), CloseReason> {
+    connection.write_some()?;
+    if connection.outbound.pending() + frame_len <= connection.output_bound {
+        Ok(())
+    } else {
+        Err(CloseReason::SlowConsumer)
     }
 }
 

@@ -32,9 +32,11 @@
 //! is no lock on the routing path and no way for two batches to interleave.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -53,18 +55,18 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::GatewayConfig;
-use crate::connection::{
-    CloseReason, Connection, ConnectionKey, Connections, NewConnection, Role, SubscriptionEntry,
-};
+use crate::connection::{CloseReason, Connection, ConnectionKey, Connections, NewConnection, Role};
 use crate::context::GatewayContext;
 use crate::counters::ServiceCounters;
-use crate::inbound::{AfterFrame, READ_BUFFER_BYTES, ReadStatus, read_frames};
+use crate::inbound::{AfterFrame, READ_BUFFER_BYTES, ReadStatus, Split, read_frames};
+use crate::log_limit::{echoed, shown};
 use crate::memory::{MemoryReturn, release_free_memory};
 use crate::mesh::dial::{DialRequest, Dialled, LinkError, dial};
 use crate::mesh::{DialVerdict, DialerId, Mesh, MeshEffect, MeshOutput};
 use crate::router::{Origin, Router, Subscriber};
 use crate::socket::{ConnectionHandle, ReadOutcome, SocketEvents, drive, linger};
 use crate::stats::{StatsSources, stats_message};
+use crate::subscriptions::Retired;
 
 /// Reads per batch while each read fills the buffer: at most 1 MiB is processed before the
 /// batch's output is written, which bounds the latency a burst adds.
@@ -78,6 +80,36 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long a stopping service waits for its connections to deliver their last bytes.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
+/// How long one batch may hold the service loop before it pauses to let others run (issue #12:
+/// "no batch holds a service loop more than ~20 ms"). Checked every
+/// [`WORK_BETWEEN_CLOCK_CHECKS`] units of work (a frame, a subscription looked at).
+const BATCH_TIME_BUDGET: Duration = Duration::from_millis(10);
+
+/// Units of work between two looks at the clock in a batch.
+const WORK_BETWEEN_CLOCK_CHECKS: usize = 2048;
+
+/// Subscriptions of a closing connection taken out of the subject index at once; more are
+/// retired in slices of this size between batches (about 2–4 ms each), so a connection leaving
+/// with a million subscriptions does not stall the service.
+const RETIRE_SLICE: usize = 20_000;
+
+/// How long a computed `_MM.STATS` answer is reused.
+const STATS_REUSE: Duration = Duration::from_millis(250);
+
+/// A backlog smaller than this is never cut off for the gateway-wide output budget: the budget is
+/// about large backlogs.
+const MIN_BACKLOG_CUT_FOR_BUDGET: usize = 1024 * 1024;
+
+/// A closing connection's subscriptions still in the subject index.
+struct Retiring {
+    /// The closed connection.
+    key: ConnectionKey,
+    /// Whether it was a client (its patterns count as mesh interest).
+    is_client: bool,
+    /// What is left to take out.
+    rest: Box<dyn Iterator<Item = Retired>>,
+}
 
 /// A connection handed over by the acceptor after its first frame (CONNECT or
 /// CONNECT_MESH_PEER).
@@ -129,6 +161,27 @@ pub(crate) struct Service {
     batch_origin: Option<ConnectionKey>,
     /// Whether the publisher of the current batch should pause.
     stall_publisher: bool,
+    /// When the current batch should pause.
+    batch_deadline: Instant,
+    /// Work done in the current batch (frames, subscriptions looked at).
+    batch_work: usize,
+    /// `batch_work` at which to look at the clock next.
+    next_clock_check: usize,
+    /// Closed connections whose subscriptions are still being taken out of the index, oldest
+    /// first.
+    retiring: VecDeque<Retiring>,
+    /// Whether the task that retires them in slices is running.
+    retiring_task: bool,
+    /// The last `_MM.STATS` answer body and when it was computed.
+    stats_cache: Option<(Instant, Vec<u8>)>,
+    /// Output queued by this service's connections (sum of their `counted_pending`).
+    queued_total: usize,
+    /// `queued_total` as last added to the gateway-wide total.
+    queued_reported: usize,
+    /// Memory held for incomplete frames (sum of `counted_partial`).
+    partial_total: usize,
+    /// `partial_total` as last added to the gateway-wide total.
+    partial_reported: usize,
     /// When to hand memory back after a burst.
     memory: MemoryReturn,
     /// Every task of the service: connections (while they run and linger), dials, timers.
@@ -137,6 +190,8 @@ pub(crate) struct Service {
     cancel: CancellationToken,
     /// Set when the service is shutting down: no new connections.
     shutting_down: bool,
+    /// How busy the service is, for the acceptor.
+    load: Arc<ServiceLoad>,
     /// This service, for the tasks it starts.
     this: Weak<RefCell<Service>>,
 }
@@ -148,6 +203,7 @@ impl Service {
         context: Arc<GatewayContext>,
         tasks: TaskTracker,
         cancel: CancellationToken,
+        load: Arc<ServiceLoad>,
     ) -> Rc<RefCell<Service>> {
         let mesh = Mesh::new(
             &name,
@@ -170,10 +226,21 @@ impl Service {
                 frame_scratch: Vec::new(),
                 batch_origin: None,
                 stall_publisher: false,
+                batch_deadline: Instant::now(),
+                batch_work: 0,
+                next_clock_check: 0,
+                retiring: VecDeque::new(),
+                retiring_task: false,
+                stats_cache: None,
+                queued_total: 0,
+                queued_reported: 0,
+                partial_total: 0,
+                partial_reported: 0,
                 memory: MemoryReturn::default(),
                 tasks,
                 cancel,
                 shutting_down: false,
+                load,
                 this: this.clone(),
             })
         })
@@ -196,8 +263,13 @@ impl Service {
         };
         let id = self.context.next_connection_id();
         self.counters.connections_total += 1;
-        self.connections
-            .insert(Connection::new(id, new, output_bound))
+        let key = self
+            .connections
+            .insert(Connection::new(id, new, output_bound));
+        self.load
+            .connections
+            .store(self.connections.len(), Ordering::SeqCst);
+        key
     }
 
     /// Attaches a connection handed over by the acceptor: answers its CONNECT (or
@@ -339,24 +411,46 @@ impl Service {
         }
     }
 
-    /// Processes bytes that arrived behind a handshake frame, before the connection's task runs.
+    /// Processes bytes that arrived behind a handshake frame, before the connection's task runs
+    /// (what a pause leaves is processed by the task first).
     fn process_leftover(&mut self, key: ConnectionKey, leftover: BytesMut) {
         let max_frame = self.config().max_frame;
         if let Some(connection) = self.connections.get_mut(key) {
             connection.counters.read_calls += 1;
             connection.last_received = Instant::now();
         }
+        self.start_batch();
         let mut on_frame = |frame: &[u8]| self.on_frame(key, frame);
-        match crate::inbound::split_frames(&leftover, max_frame, &mut on_frame) {
-            Ok(consumed) => {
-                if let Some(connection) = self.connections.get_mut(key) {
-                    connection
-                        .inbound_partial
-                        .extend_from_slice(&leftover[consumed..]);
-                }
+        let rest = match crate::inbound::split_frames(&leftover, max_frame, &mut on_frame) {
+            Split::Complete(consumed) | Split::Paused(consumed) => consumed,
+            Split::Stopped => return,
+            Split::Malformed(error) => {
+                self.reject_stream(key, error);
+                return;
             }
-            Err(status) => self.read_ended(key, status),
+        };
+        if let Some(connection) = self.connections.get_mut(key) {
+            connection
+                .inbound_partial
+                .extend_from_slice(&leftover[rest..]);
         }
+        self.count_partial(key);
+    }
+
+    /// Starts a batch's time budget.
+    fn start_batch(&mut self) {
+        self.batch_deadline = Instant::now() + BATCH_TIME_BUDGET;
+        self.batch_work = 0;
+        self.next_clock_check = WORK_BETWEEN_CLOCK_CHECKS;
+    }
+
+    /// Whether the batch has used up its time (looks at the clock only every so much work).
+    fn batch_over(&mut self) -> bool {
+        if self.batch_work < self.next_clock_check {
+            return false;
+        }
+        self.next_clock_check = self.batch_work + WORK_BETWEEN_CLOCK_CHECKS;
+        Instant::now() >= self.batch_deadline
     }
 
     // ---------------------------------------------------------------------------------------
@@ -517,11 +611,10 @@ impl Service {
     // The batch: read, process every frame, flush
     // ---------------------------------------------------------------------------------------
 
-    /// One read from the socket, and every complete frame it completes. True if the read filled
-    /// the buffer (more is probably waiting).
-    fn read_once(&mut self, key: ConnectionKey) -> bool {
+    /// One read from the socket, and every complete frame it completes.
+    fn read_once(&mut self, key: ConnectionKey) -> ReadProgress {
         let Some(connection) = self.connections.get_mut(key) else {
-            return false;
+            return ReadProgress::Done;
         };
         let handle = connection.handle.clone();
         let mut partial = std::mem::take(&mut connection.inbound_partial);
@@ -542,11 +635,13 @@ impl Service {
                 connection.last_received = Instant::now();
             }
         }
+        self.count_partial(key);
         match result.status {
-            ReadStatus::Filled => true,
+            ReadStatus::Filled => ReadProgress::More,
+            ReadStatus::Paused => ReadProgress::Paused,
             status => {
                 self.read_ended(key, status);
-                false
+                ReadProgress::Done
             }
         }
     }
@@ -555,7 +650,7 @@ impl Service {
     fn read_ended(&mut self, key: ConnectionKey, status: ReadStatus) {
         match status {
             ReadStatus::Filled | ReadStatus::Drained | ReadStatus::WouldBlock => {}
-            ReadStatus::Stopped => {}
+            ReadStatus::Paused | ReadStatus::Stopped => {}
             ReadStatus::PeerClosed => self.close(key, CloseReason::PeerClosed),
             ReadStatus::Failed(error) => {
                 debug!(%error, "read failed");
@@ -605,11 +700,15 @@ impl Service {
                 self.misuse(key, ErrorCode::Protocol, 0, &[], "second CONNECT ignored");
             }
             Some(Action::Error) => {
-                let text = Frame::parse(bytes::Bytes::copy_from_slice(frame))
-                    .and_then(|frame| frame.message())
-                    .map(|message| message.to_string())
-                    .unwrap_or_default();
-                warn!(connection = %connection.describe(), error = %text, "peer sent ERROR");
+                if connection.warnings.allow(Instant::now()) {
+                    let text = Frame::parse(bytes::Bytes::copy_from_slice(frame))
+                        .and_then(|frame| frame.message())
+                        .map(|message| message.to_string())
+                        .unwrap_or_default();
+                    warn!(connection = %connection.describe(), error = %shown(text.as_bytes()), "peer sent ERROR");
+                } else {
+                    self.counters.log_lines_suppressed += 1;
+                }
             }
             Some(Action::Ack | Action::NoResponders | Action::None) => {}
             None => {
@@ -620,10 +719,13 @@ impl Service {
                 );
             }
         }
-        if self.connections.contains_key(key) {
-            AfterFrame::Continue
-        } else {
+        self.batch_work += 1;
+        if !self.connections.contains_key(key) {
             AfterFrame::Stop
+        } else if self.batch_over() {
+            AfterFrame::Pause
+        } else {
+            AfterFrame::Continue
         }
     }
 
@@ -671,12 +773,36 @@ impl Service {
         let outcome = self
             .router
             .route(origin, frame, header.subject, &mut self.connections);
+        self.after_route(outcome.visited, outcome.dropped, frame.len());
         if !outcome.delivered {
             self.counters.unmatched_publishes += 1;
             if let Origin::Client(key) = origin {
                 if !header.reply_subject.is_empty() && !outcome.matched {
                     self.send_no_responders(key, header.subject, header.reply_subject);
                 }
+            }
+        }
+    }
+
+    /// Counts what routing cost and dropped, and closes the connections it found past their
+    /// bound.
+    fn after_route(&mut self, visited: usize, dropped: usize, frame_len: usize) {
+        self.batch_work += visited;
+        if dropped > 0 {
+            self.counters.dropped_frames += dropped as u64;
+            self.counters.dropped_bytes += (dropped * frame_len) as u64;
+        }
+        for key in self.router.take_cut_offs() {
+            match self
+                .connections
+                .get(key)
+                .and_then(|connection| connection.cut_off)
+            {
+                Some(CloseReason::SlowConsumer) => {
+                    self.cut_off_slow(key, CloseReason::SlowConsumer)
+                }
+                Some(reason) => self.close(key, reason),
+                None => {}
             }
         }
     }
@@ -712,26 +838,40 @@ impl Service {
 
     fn on_subscribe(&mut self, key: ConnectionKey, header: &HeaderView<'_>) {
         let id = header.subscription_id;
-        if id == 0 {
-            self.misuse(
-                key,
-                ErrorCode::Protocol,
-                0,
-                header.subject,
-                "subscription id 0",
-            );
-            return;
-        }
+        let limit = self.config().limits.max_subscriptions_per_connection;
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        if connection.subscriptions.contains_key(&id) {
+        let counted = counts_patterns(connection);
+        if !counted {
+            if id == 0 {
+                self.misuse(
+                    key,
+                    ErrorCode::Protocol,
+                    0,
+                    header.subject,
+                    "subscription id 0",
+                );
+                return;
+            }
+            if connection.subscriptions.contains(id) {
+                self.misuse(
+                    key,
+                    ErrorCode::DuplicateSubscriptionId,
+                    id,
+                    header.subject,
+                    &format!("subscription id {id} is already in use"),
+                );
+                return;
+            }
+        }
+        if connection.subscriptions.len() >= limit {
             self.misuse(
                 key,
-                ErrorCode::DuplicateSubscriptionId,
+                ErrorCode::LimitExceeded,
                 id,
                 header.subject,
-                &format!("subscription id {id} is already in use"),
+                &format!("a connection may hold at most {limit} subscriptions"),
             );
             return;
         }
@@ -745,14 +885,20 @@ impl Service {
             );
             return;
         }
-        connection.subscription_sequence += 1;
-        connection.subscriptions.insert(
-            id,
-            SubscriptionEntry {
-                pattern: header.subject.into(),
-                sequence: connection.subscription_sequence,
-            },
-        );
+        if counted {
+            // An MM/1 gateway's link: its ids mean nothing; the pattern is counted.
+            if connection.subscriptions.add_reference(header.subject) {
+                self.router.subscribe(
+                    header.subject,
+                    Subscriber {
+                        connection: key,
+                        subscription_id: 0,
+                    },
+                );
+            }
+            return;
+        }
+        connection.subscriptions.insert(id, header.subject);
         let is_client = !connection.role.is_link();
         self.router.subscribe(
             header.subject,
@@ -769,21 +915,29 @@ impl Service {
     }
 
     fn on_unsubscribe(&mut self, key: ConnectionKey, header: &HeaderView<'_>) {
-        let Some(connection) = self.connections.get(key) else {
+        let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
+        if counts_patterns(connection) {
+            // An MM/1 gateway's link: one reference less to the pattern, whatever the id.
+            if connection.subscriptions.remove_reference(header.subject) == Some(true) {
+                self.router.unsubscribe(
+                    header.subject,
+                    Subscriber {
+                        connection: key,
+                        subscription_id: 0,
+                    },
+                );
+            }
+            return;
+        }
         let id = header.subscription_id;
-        let found = if connection.subscriptions.contains_key(&id) {
+        let found = if connection.subscriptions.contains(id) {
             Some(id)
         } else if !header.subject.is_empty() {
             // MM/1: an unknown id with a subject removes the oldest subscription with that
-            // pattern (SPEC §6.2).
-            connection
-                .subscriptions
-                .iter()
-                .filter(|(_, entry)| &*entry.pattern == header.subject)
-                .min_by_key(|(_, entry)| entry.sequence)
-                .map(|(&id, _)| id)
+            // pattern (SPEC §6.2), found through an index, not a scan.
+            connection.subscriptions.oldest_with_pattern(header.subject)
         } else {
             None
         };
@@ -803,11 +957,11 @@ impl Service {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        let Some(entry) = connection.subscriptions.remove(&id) else {
+        let Some(pattern) = connection.subscriptions.remove(id) else {
             return;
         };
         let is_client = !connection.role.is_link();
-        self.forget_subscription(key, id, &entry.pattern, is_client);
+        self.forget_subscription(key, id, &pattern, is_client);
         self.apply_mesh_output();
     }
 
@@ -848,7 +1002,9 @@ impl Service {
         // Everything this connection sent before the PING has been processed (frames are handled
         // in order), so the PONG can go now — unless the client asks for a mesh-wide flush.
         if !connection.role.is_link() && mm_wire::handshake::is_mesh_flush(&decode_or_empty(body)) {
-            self.mesh.start_flush(key, body, &mut self.mesh_output);
+            if let Err(refused) = self.mesh.start_flush(key, body, &mut self.mesh_output) {
+                self.misuse(key, ErrorCode::LimitExceeded, 0, &[], &refused.to_string());
+            }
             self.apply_mesh_output();
             return;
         }
@@ -882,25 +1038,35 @@ impl Service {
             );
             return;
         }
-        let answer = match header.subject {
-            b"_MM.STATS" => stats_message(&StatsSources {
-                service: &self.name,
-                context: &self.context,
-                connections: &self.connections,
-                router: &self.router,
-                mesh: &self.mesh,
-                counters: &self.counters,
-            }),
-            _ => {
-                self.misuse(
-                    key,
-                    ErrorCode::InvalidSubject,
-                    0,
-                    header.subject,
-                    "the gateway does not answer this _MM. subject",
-                );
-                return;
-            }
+        if header.subject != b"_MM.STATS" {
+            self.misuse(
+                key,
+                ErrorCode::InvalidSubject,
+                0,
+                header.subject,
+                "the gateway does not answer this _MM. subject",
+            );
+            return;
+        }
+        let now = Instant::now();
+        let allowed = self
+            .connections
+            .get_mut(key)
+            .is_some_and(|connection| connection.stats_requests.take(now));
+        if !allowed {
+            self.counters.stats_requests_refused += 1;
+            self.misuse(
+                key,
+                ErrorCode::RateLimited,
+                0,
+                header.subject,
+                "at most 4 _MM.STATS answers a second (8 in a burst)",
+            );
+            return;
+        }
+        self.refresh_stats(now);
+        let Some((_, body)) = &self.stats_cache else {
+            return;
         };
         let mut frame = Vec::new();
         let reply = Header {
@@ -909,13 +1075,43 @@ impl Service {
             reply_subject: &[],
             action: Action::SendMessage,
         };
-        if encode_frame(&mut frame, &reply, &answer).is_ok() {
-            self.router.route(
+        if mm_wire::encode_frame_with_body(&mut frame, &reply, body).is_ok() {
+            let outcome = self.router.route(
                 Origin::Gateway,
                 &frame,
                 header.reply_subject,
                 &mut self.connections,
             );
+            self.after_route(outcome.visited, outcome.dropped, frame.len());
+        }
+    }
+
+    /// Computes the `_MM.STATS` answer, unless the last one is recent enough to reuse: however
+    /// many clients ask, a service computes it at most once per [`STATS_REUSE`].
+    fn refresh_stats(&mut self, now: Instant) {
+        if self
+            .stats_cache
+            .as_ref()
+            .is_some_and(|(computed, _)| now.duration_since(*computed) < STATS_REUSE)
+        {
+            return;
+        }
+        let answer = stats_message(&StatsSources {
+            service: &self.name,
+            context: &self.context,
+            connections: &self.connections,
+            router: &self.router,
+            mesh: &self.mesh,
+            counters: &self.counters,
+        });
+        let mut body = self
+            .stats_cache
+            .take()
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        body.clear();
+        if answer.encode(&mut body).is_ok() {
+            self.stats_cache = Some((now, body));
         }
     }
 
@@ -964,8 +1160,19 @@ impl Service {
     /// Writes every marked connection once, until nothing is marked — including connections
     /// marked while this runs (a cut-off slow consumer withdraws interest from peers, a closed
     /// link completes mesh flushes). Enforces the bounds: past 75 % the publisher of this batch
-    /// is asked to pause; past 100 % the connection is a slow consumer.
+    /// is asked to pause; past 100 % the connection is a slow consumer. Then the gateway-wide
+    /// budgets: past them, the largest backlogs go first.
     pub(crate) fn flush(&mut self) {
+        loop {
+            self.drain_flush_set();
+            self.report_totals();
+            if !self.enforce_budgets() {
+                break;
+            }
+        }
+    }
+
+    fn drain_flush_set(&mut self) {
         while let Some(key) = self.router.flush.pop() {
             let Some(connection) = self.connections.get_mut(key) else {
                 continue;
@@ -976,8 +1183,10 @@ impl Service {
             }
             let pending = connection.outbound.pending();
             if pending > connection.output_bound {
-                self.cut_off_slow(key);
-            } else if pending > 0 {
+                self.cut_off_slow(key, CloseReason::SlowConsumer);
+                continue;
+            }
+            if pending > 0 {
                 // The socket is full: the connection's task waits for it to become writable.
                 connection.handle.wake.notify_one();
                 if pending > connection.output_bound / 4 * 3 {
@@ -988,41 +1197,123 @@ impl Service {
                     }
                 }
             }
+            self.count_pending(key);
         }
         debug_assert!(self.router.flush.is_empty());
     }
 
-    /// Closes a connection whose queue passed its bound (SPEC §6.3).
-    fn cut_off_slow(&mut self, key: ConnectionKey) {
+    /// Brings `queued_total` up to date with a connection's queue.
+    fn count_pending(&mut self, key: ConnectionKey) {
+        if let Some(connection) = self.connections.get_mut(key) {
+            let pending = connection.outbound.pending();
+            self.queued_total = self.queued_total - connection.counted_pending + pending;
+            connection.counted_pending = pending;
+        }
+    }
+
+    /// Brings `partial_total` up to date with a connection's incomplete frame.
+    fn count_partial(&mut self, key: ConnectionKey) {
+        if let Some(connection) = self.connections.get_mut(key) {
+            let held = connection.inbound_partial.capacity();
+            self.partial_total = self.partial_total - connection.counted_partial + held;
+            connection.counted_partial = held;
+        }
+    }
+
+    /// Adds what changed since the last report to the gateway-wide totals (two atomic additions
+    /// per batch at most).
+    fn report_totals(&mut self) {
+        report(
+            &self.context.queued_output,
+            &mut self.queued_reported,
+            self.queued_total,
+        );
+        report(
+            &self.context.partial_input,
+            &mut self.partial_reported,
+            self.partial_total,
+        );
+    }
+
+    /// When the gateway is over a budget, closes this service's largest holder (of queued output,
+    /// of incomplete input). True if it closed one (and the totals must be looked at again).
+    fn enforce_budgets(&mut self) -> bool {
+        let limits = &self.context.config.limits;
+        if self.context.queued_output.load(Ordering::Relaxed) > limits.max_total_pending_bytes {
+            let largest = self
+                .connections
+                .iter()
+                .filter(|(_, connection)| connection.counted_pending >= MIN_BACKLOG_CUT_FOR_BUDGET)
+                .max_by_key(|(_, connection)| connection.counted_pending)
+                .map(|(key, _)| key);
+            if let Some(key) = largest {
+                self.cut_off_slow(key, CloseReason::OutputBudget);
+                return true;
+            }
+        }
+        if self.context.partial_input.load(Ordering::Relaxed) > limits.max_total_partial_bytes {
+            let largest = self
+                .connections
+                .iter()
+                .filter(|(_, connection)| connection.counted_partial > 0)
+                .max_by_key(|(_, connection)| connection.counted_partial)
+                .map(|(key, _)| key);
+            if let Some(key) = largest {
+                self.counters.input_budget_closes += 1;
+                self.close(key, CloseReason::InputBudget);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Closes a connection whose queue passed its bound (SPEC §6.3), or the largest backlog when
+    /// the gateway's output budget is exceeded: its backlog is discarded, it gets ERROR
+    /// SLOW_CONSUMER (MM/2), and it is counted.
+    fn cut_off_slow(&mut self, key: ConnectionKey, reason: CloseReason) {
         let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
         let (dropped_bytes, dropped_frames) = connection.outbound.discard();
         let is_link = connection.role.is_link();
         let protocol = connection.protocol;
+        let why = if reason == CloseReason::OutputBudget {
+            "the gateway's budget for queued output is exceeded and this connection has the \
+             largest backlog: discarding it and closing"
+        } else {
+            "slow consumer: queue passed its bound, discarding it and closing"
+        };
         warn!(
             service = %self.name,
             connection = %connection.describe(),
             dropped_bytes,
             dropped_frames,
             bound = connection.output_bound,
-            "slow consumer: queue passed its bound, discarding it and closing"
+            "{why}"
         );
         self.counters.dropped_bytes += dropped_bytes as u64;
         self.counters.dropped_frames += dropped_frames as u64;
+        if reason == CloseReason::OutputBudget {
+            self.counters.output_budget_cuts += 1;
+        }
         if is_link {
             self.counters.slow_links += 1;
         } else {
             self.counters.slow_consumers += 1;
         }
         if protocol == Protocol::Mm2 {
+            let text = if reason == CloseReason::OutputBudget {
+                "the gateway's budget for queued output is exceeded"
+            } else {
+                "output queue passed its bound"
+            };
             self.send_frame(
                 key,
                 &Header::new(Action::Error),
-                &ErrorCode::SlowConsumer.message("output queue passed its bound"),
+                &ErrorCode::SlowConsumer.message(text),
             );
         }
-        self.close(key, CloseReason::SlowConsumer);
+        self.close(key, reason);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1030,7 +1321,8 @@ impl Service {
     // ---------------------------------------------------------------------------------------
 
     /// A frame that cannot be processed but leaves the stream in sync (SPEC §5.2): MM/2 gets an
-    /// ERROR, MM/1 a log line.
+    /// ERROR, MM/1 a log line. Warnings about one connection are limited (a few per window, then
+    /// a count); subjects are cut short in the log and in the ERROR.
     fn misuse(
         &mut self,
         key: ConnectionKey,
@@ -1040,20 +1332,25 @@ impl Service {
         text: &str,
     ) {
         self.counters.rejected_frames += 1;
-        let Some(connection) = self.connections.get(key) else {
+        let Some(connection) = self.connections.get_mut(key) else {
             return;
         };
-        warn!(
-            service = %self.name,
-            connection = %connection.describe(),
-            code = %code,
-            subject = %String::from_utf8_lossy(subject),
-            "{text}"
-        );
+        if connection.warnings.allow(Instant::now()) {
+            warn!(
+                service = %self.name,
+                connection = %connection.describe(),
+                code = %code,
+                subject = %shown(subject),
+                "{text}"
+            );
+        } else {
+            self.counters.log_lines_suppressed += 1;
+        }
         if connection.protocol == Protocol::Mm2 {
+            let subject = echoed(subject);
             let header = Header {
                 subscription_id,
-                subject,
+                subject: &subject,
                 reply_subject: &[],
                 action: Action::Error,
             };
@@ -1089,15 +1386,32 @@ impl Service {
         self.close(key, reason);
     }
 
-    /// Closes a connection: removes its subscriptions (withdrawing mesh interest), hands what
-    /// must still be sent to its lingering task, counts it, and tells the mesh if it was a link.
+    /// Closes a connection: takes its subscriptions out of the index (withdrawing mesh
+    /// interest) — at once if they are few, else in slices between batches — hands what must
+    /// still be sent to its lingering task, counts it, and tells the mesh if it was a link.
     pub(crate) fn close(&mut self, key: ConnectionKey, reason: CloseReason) {
         let Some(mut connection) = self.connections.remove(key) else {
             return;
         };
+        self.load
+            .connections
+            .store(self.connections.len(), Ordering::SeqCst);
+        self.queued_total -= connection.counted_pending;
+        self.partial_total -= connection.counted_partial;
         let is_client = !connection.role.is_link();
-        for (id, entry) in connection.subscriptions.drain() {
-            self.forget_subscription(key, id, &entry.pattern, is_client);
+        let count = connection.subscriptions.len();
+        let retired = connection.subscriptions.retire();
+        if count <= RETIRE_SLICE {
+            for subscription in retired {
+                self.forget_subscription(key, subscription.id, &subscription.pattern, is_client);
+            }
+        } else {
+            self.retiring.push_back(Retiring {
+                key,
+                is_client,
+                rest: Box::new(retired),
+            });
+            self.start_retiring();
         }
         self.router.forget_publisher(key);
         // Whatever is still queued goes out while the task lingers (an ERROR, or the output a
@@ -1113,9 +1427,9 @@ impl Service {
         }
         self.counters.closed_connections.add(&connection.counters);
         if reason.is_ordinary() {
-            info!(service = %self.name, connection = %connection.describe(), %reason, "connection closed");
+            info!(service = %self.name, connection = %connection.describe(), %reason, subscriptions = count, "connection closed");
         } else {
-            warn!(service = %self.name, connection = %connection.describe(), %reason, "connection closed");
+            warn!(service = %self.name, connection = %connection.describe(), %reason, subscriptions = count, "connection closed");
         }
         if connection.role.is_link() {
             self.mesh.link_closed(key, reason, &mut self.mesh_output);
@@ -1123,25 +1437,95 @@ impl Service {
         self.apply_mesh_output();
     }
 
+    /// Starts the task that retires closed connections' subscriptions, a slice at a time with
+    /// other work in between.
+    fn start_retiring(&mut self) {
+        if self.retiring_task {
+            return;
+        }
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        self.retiring_task = true;
+        let cancel = self.cancel.clone();
+        self.tasks.spawn_local(async move {
+            cancel
+                .run_until_cancelled(async {
+                    loop {
+                        tokio::task::yield_now().await;
+                        if !this.borrow_mut().retire_slice() {
+                            break;
+                        }
+                    }
+                })
+                .await;
+        });
+    }
+
+    /// Takes up to [`RETIRE_SLICE`] subscriptions of closed connections out of the index. False
+    /// when none are left.
+    fn retire_slice(&mut self) -> bool {
+        let mut budget = RETIRE_SLICE;
+        while budget > 0 {
+            let Some(front) = self.retiring.front_mut() else {
+                break;
+            };
+            let (key, is_client) = (front.key, front.is_client);
+            let slice: Vec<Retired> = front.rest.by_ref().take(budget).collect();
+            if slice.len() < budget {
+                self.retiring.pop_front();
+            }
+            budget -= slice.len();
+            for subscription in slice {
+                self.forget_subscription(key, subscription.id, &subscription.pattern, is_client);
+            }
+        }
+        self.apply_mesh_output();
+        self.flush();
+        let more = !self.retiring.is_empty();
+        if !more {
+            self.retiring_task = false;
+        }
+        more
+    }
+
     // ---------------------------------------------------------------------------------------
-    // Housekeeping: heartbeats, idle buffers
+    // Housekeeping: heartbeats, idle buffers, stalled frames, warning summaries
     // ---------------------------------------------------------------------------------------
 
-    /// Every [`HOUSEKEEPING_INTERVAL`]: heartbeats (send PINGs, close the silent), free the
-    /// buffers of idle connections, the mesh's one-sided check, memory after a burst.
+    /// Every [`HOUSEKEEPING_INTERVAL`]: heartbeats (send PINGs, close the silent), incomplete
+    /// frames that stopped arriving, free the buffers of idle connections, summaries of
+    /// suppressed warnings, the mesh's one-sided check, memory after a burst.
     pub(crate) fn housekeeping(&mut self) {
         let now = Instant::now();
         let heartbeat = self.config().heartbeat;
+        let frame_timeout = self.config().limits.frame_progress_timeout;
         let mut dead = Vec::new();
+        let mut stalled = Vec::new();
         let mut pings = Vec::new();
         let mut idle = Vec::new();
         let mut queued = 0;
         for (key, connection) in &mut self.connections {
             queued += connection.outbound.pending();
+            if let Some(suppressed) = connection.warnings.take_summary(now) {
+                warn!(
+                    service = %self.name,
+                    connection = %connection.describe(),
+                    suppressed,
+                    "more warnings about this connection were suppressed in the last {} s",
+                    crate::log_limit::WARNING_WINDOW.as_secs()
+                );
+            }
             if !connection.peer_heartbeat.is_zero()
                 && now.duration_since(connection.last_received) > connection.peer_heartbeat * 2
             {
                 dead.push(key);
+                continue;
+            }
+            if !connection.inbound_partial.is_empty()
+                && now.duration_since(connection.last_received) > frame_timeout
+            {
+                stalled.push(key);
                 continue;
             }
             if connection.protocol == Protocol::Mm2
@@ -1163,9 +1547,13 @@ impl Service {
         }
         for key in idle {
             self.router.forget_publisher(key);
+            self.count_partial(key);
         }
         for key in dead {
             self.close(key, CloseReason::HeartbeatTimeout);
+        }
+        for key in stalled {
+            self.close(key, CloseReason::IncompleteFrameTimeout);
         }
         for key in pings {
             self.send_control(key, &Header::new(Action::Ping));
@@ -1180,14 +1568,42 @@ impl Service {
         }
     }
 
-    /// Closes every connection (gateway shutdown).
+    /// Closes every connection (gateway shutdown), and gives back what this service counted in the
+    /// gateway-wide totals.
     pub(crate) fn close_all(&mut self) {
         self.shutting_down = true;
         let keys: Vec<ConnectionKey> = self.connections.keys().collect();
         for key in keys {
             self.close(key, CloseReason::Shutdown);
         }
+        self.report_totals();
     }
+}
+
+/// How a read went, for the batch.
+enum ReadProgress {
+    /// The read filled the buffer: more is probably waiting.
+    More,
+    /// Done for now (socket drained, or the connection closed).
+    Done,
+    /// The batch used up its time with frames still waiting.
+    Paused,
+}
+
+/// Whether the connection's subscriptions are counted by pattern rather than named by id: a link
+/// from a first-implementation (MM/1) gateway, which forwards its clients' own ids (issue #12).
+fn counts_patterns(connection: &Connection) -> bool {
+    connection.protocol == Protocol::Mm1 && matches!(connection.role, Role::AcceptedLink { .. })
+}
+
+/// Adds `total - *reported` to a gateway-wide counter.
+fn report(counter: &std::sync::atomic::AtomicUsize, reported: &mut usize, total: usize) {
+    if total > *reported {
+        counter.fetch_add(total - *reported, Ordering::Relaxed);
+    } else if total < *reported {
+        counter.fetch_sub(*reported - total, Ordering::Relaxed);
+    }
+    *reported = total;
 }
 
 impl SocketEvents for Service {
@@ -1214,6 +1630,7 @@ impl SocketEvents for Service {
                 }
             }
         }
+        self.count_pending(key);
         self.flush();
     }
 
@@ -1225,17 +1642,26 @@ impl SocketEvents for Service {
         }
         self.stall_publisher = false;
         self.batch_origin = Some(key);
+        self.start_batch();
         // Keep reading while reads fill the buffer (more is waiting): a bigger batch means fewer
         // writes per message to every subscriber, so fewer wakeups on both sides.
+        let mut paused = false;
         for _ in 0..MAX_READS_PER_BATCH {
-            if !self.read_once(key) {
-                break;
+            match self.read_once(key) {
+                ReadProgress::More => {}
+                ReadProgress::Done => break,
+                ReadProgress::Paused => {
+                    paused = true;
+                    break;
+                }
             }
         }
         self.flush();
         self.batch_origin = None;
         if self.stall_publisher {
             ReadOutcome::Stall
+        } else if paused {
+            ReadOutcome::Yield
         } else {
             ReadOutcome::Continue
         }
@@ -1252,12 +1678,32 @@ fn decode_or_empty(body: &[u8]) -> Message {
     Message::decode_from_slice(body).unwrap_or_default()
 }
 
-/// A running service: its command channel and thread.
+/// How busy a running service is, shared with the acceptor (which decides when an idle
+/// on-demand service stops). Written only when connections come and go, never per frame.
+#[derive(Debug, Default)]
+pub(crate) struct ServiceLoad {
+    /// Connections attached now (clients and links). Written by the service.
+    pub(crate) connections: AtomicUsize,
+    /// Connections handed over and not attached yet: incremented by the acceptor under the
+    /// registry's lock, decremented by the service once it has attached one (after updating
+    /// `connections`), so a service with a connection on its way never looks idle.
+    pub(crate) arriving: AtomicUsize,
+}
+
+/// A running service, as the registry keeps it.
 pub(crate) struct ServiceHandle {
     /// Commands to the service's loop.
     pub(crate) commands: mpsc::Sender<ServiceCommand>,
     /// The thread; joined at shutdown.
     pub(crate) thread: Option<std::thread::JoinHandle<()>>,
+    /// How busy it is.
+    pub(crate) load: Arc<ServiceLoad>,
+    /// Stops it.
+    pub(crate) cancel: CancellationToken,
+    /// Tells this start of the service from a later one of the same name.
+    pub(crate) generation: u64,
+    /// Since when it has been idle (kept by the registry's idle check).
+    pub(crate) idle_since: Option<Instant>,
 }
 
 /// Starts a service on its own thread. It runs until `cancel` is cancelled.
@@ -1266,20 +1712,37 @@ pub(crate) fn start(
     context: Arc<GatewayContext>,
     cancel: CancellationToken,
 ) -> std::io::Result<ServiceHandle> {
+    static GENERATIONS: AtomicU64 = AtomicU64::new(1);
     let (commands, receiver) = mpsc::channel(1024);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let service_name = name.to_owned();
+    let load = Arc::new(ServiceLoad::default());
+    let service_load = load.clone();
+    let service_cancel = cancel.clone();
     let thread = std::thread::Builder::new()
         .name(format!("svc-{name}"))
         .spawn(move || {
             let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, run(service_name, context, receiver, cancel));
+            local.block_on(
+                &runtime,
+                run(
+                    service_name,
+                    context,
+                    receiver,
+                    service_cancel,
+                    service_load,
+                ),
+            );
         })?;
     Ok(ServiceHandle {
         commands,
         thread: Some(thread),
+        load,
+        cancel,
+        generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+        idle_since: None,
     })
 }
 
@@ -1290,10 +1753,17 @@ async fn run(
     context: Arc<GatewayContext>,
     mut commands: mpsc::Receiver<ServiceCommand>,
     cancel: CancellationToken,
+    load: Arc<ServiceLoad>,
 ) {
     info!(service = %name, "service started");
     let tasks = TaskTracker::new();
-    let state = Service::new(name.clone(), context, tasks.clone(), cancel.clone());
+    let state = Service::new(
+        name.clone(),
+        context,
+        tasks.clone(),
+        cancel.clone(),
+        load.clone(),
+    );
     state.borrow_mut().start_mesh();
     let mut ticker = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1303,11 +1773,18 @@ async fn run(
             command = commands.recv() => match command {
                 Some(ServiceCommand::Attach(incoming)) => {
                     state.borrow_mut().attach(*incoming);
+                    load.arriving.fetch_sub(1, Ordering::SeqCst);
                 }
                 None => break,
             },
             _ = ticker.tick() => state.borrow_mut().housekeeping(),
         }
+    }
+    // Refuse what is still queued (the acceptor gets the connections back and retries them), then
+    // close everything.
+    commands.close();
+    while let Ok(ServiceCommand::Attach(_)) = commands.try_recv() {
+        load.arriving.fetch_sub(1, Ordering::SeqCst);
     }
     state.borrow_mut().close_all();
     tasks.close();

@@ -80,6 +80,9 @@ pub(crate) enum ReadOutcome {
     /// A subscriber fed by this batch is above 75 % of its bound: pause reading for [`STALL`]
     /// (or until that subscriber drains).
     Stall,
+    /// The batch used up its time with frames still waiting: let other tasks run, then call
+    /// again without waiting for the socket.
+    Yield,
 }
 
 /// What the task calls when its socket is ready. Implemented by the service loop; every call
@@ -121,7 +124,22 @@ pub(crate) async fn drive<E: SocketEvents>(
     key: E::Key,
 ) {
     let mut stall_until: Option<tokio::time::Instant> = None;
+    // Frames may already be waiting (behind the handshake, or left by a paused batch).
+    let mut frames_waiting = true;
     while !handle.closed.get() {
+        if frames_waiting && stall_until.is_none() {
+            tokio::task::yield_now().await;
+            if handle.closed.get() {
+                break;
+            }
+            let outcome = events.borrow_mut().on_readable(key);
+            // After a stall, look again: a paused batch may have left frames behind.
+            frames_waiting = outcome != ReadOutcome::Continue;
+            if outcome == ReadOutcome::Stall {
+                stall_until = Some(tokio::time::Instant::now() + STALL);
+            }
+            continue;
+        }
         let wants_write = events.borrow().wants_write(key);
         let interest = match (stall_until.is_none(), wants_write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
@@ -143,10 +161,15 @@ pub(crate) async fn drive<E: SocketEvents>(
                         if readiness.is_writable() {
                             events.on_writable(key);
                         }
-                        if (readiness.is_readable() || readiness.is_read_closed())
-                            && events.on_readable(key) == ReadOutcome::Stall
-                        {
-                            stall_until = Some(tokio::time::Instant::now() + STALL);
+                        if readiness.is_readable() || readiness.is_read_closed() {
+                            match events.on_readable(key) {
+                                ReadOutcome::Continue => {}
+                                ReadOutcome::Stall => {
+                                    stall_until = Some(tokio::time::Instant::now() + STALL);
+                                    frames_waiting = true;
+                                }
+                                ReadOutcome::Yield => frames_waiting = true,
+                            }
                         }
                     }
                     Err(error) => {

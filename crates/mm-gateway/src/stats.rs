@@ -4,7 +4,7 @@
 use mm_wire::Message;
 use mm_wire::handshake::Protocol;
 
-use crate::connection::{Connections, Role};
+use crate::connection::{Connection, Connections, Role};
 use crate::context::GatewayContext;
 use crate::counters::ServiceCounters;
 use crate::mesh::Mesh;
@@ -26,8 +26,14 @@ pub(crate) struct StatsSources<'a> {
     pub(crate) counters: &'a ServiceCounters,
 }
 
+/// Most `connection` entries in an answer (and, apart, most `link` entries): the busiest, by
+/// bytes in and out. The totals cover every connection; `connections_omitted` and
+/// `links_omitted` count the rest. Bounds the answer's size and the work of building it.
+pub(crate) const MAX_LISTED_CONNECTIONS: usize = 100;
+
 /// The answer to `_MM.STATS`: service totals, then one `connection` field per client, one `link`
-/// field per mesh link and one `peer` field per configured mesh address.
+/// field per mesh link (the busiest [`MAX_LISTED_CONNECTIONS`] of each) and one `peer` field per
+/// configured mesh address.
 pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
     let counters = sources.counters;
     let mut totals = counters.closed_connections;
@@ -61,8 +67,19 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
         .push("protocol_errors", counters.protocol_errors)
         .push("unmatched_publishes", counters.unmatched_publishes)
         .push("no_responders_sent", counters.no_responders_sent)
-        .push("link_dials", sources.mesh.link_dials());
-    for (_, connection) in sources.connections {
+        .push("link_dials", sources.mesh.link_dials())
+        .push("log_lines_suppressed", counters.log_lines_suppressed)
+        .push("stats_requests_refused", counters.stats_requests_refused)
+        .push("output_budget_cuts", counters.output_budget_cuts)
+        .push("input_budget_closes", counters.input_budget_closes);
+    let (listed_clients, clients_omitted) =
+        busiest(sources.connections, |connection| !connection.role.is_link());
+    let (listed_links, links_omitted) =
+        busiest(sources.connections, |connection| connection.role.is_link());
+    message
+        .push("connections_omitted", clients_omitted as u64)
+        .push("links_omitted", links_omitted as u64);
+    for connection in listed_clients.into_iter().chain(listed_links) {
         let mut entry = Message::new()
             .add_u64("id", connection.id)
             .add_string("name", connection.name.as_str())
@@ -115,4 +132,26 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
         );
     }
     message
+}
+
+/// The busiest [`MAX_LISTED_CONNECTIONS`] connections that pass `filter` (O(n), no full sort),
+/// busiest first, and how many others passed.
+fn busiest(
+    connections: &Connections,
+    filter: impl Fn(&Connection) -> bool,
+) -> (Vec<&Connection>, usize) {
+    let mut chosen: Vec<&Connection> = connections
+        .values()
+        .filter(|connection| filter(connection))
+        .collect();
+    let traffic = |connection: &&Connection| {
+        std::cmp::Reverse(connection.counters.bytes_in + connection.counters.bytes_out)
+    };
+    let omitted = chosen.len().saturating_sub(MAX_LISTED_CONNECTIONS);
+    if omitted > 0 {
+        chosen.select_nth_unstable_by_key(MAX_LISTED_CONNECTIONS, traffic);
+        chosen.truncate(MAX_LISTED_CONNECTIONS);
+    }
+    chosen.sort_by_key(traffic);
+    (chosen, omitted)
 }

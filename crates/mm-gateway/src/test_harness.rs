@@ -71,7 +71,13 @@ impl TestService {
         ));
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
-        let service = Service::new(SERVICE.into(), context, tasks.clone(), cancel.clone());
+        let service = Service::new(
+            SERVICE.into(),
+            context,
+            tasks.clone(),
+            cancel.clone(),
+            Default::default(),
+        );
         service.borrow_mut().start_mesh();
         TestService {
             service,

@@ -309,18 +309,50 @@ impl RawClient {
         )
     }
 
-    /// Sends `_MM.STATS` and returns the answer. Subscribes `reply_id` to a fresh inbox first.
+    /// `_MM.STATS`, computed after this call began: everything this test did before is in it.
+    /// (A service reuses an answer for up to 250 ms, so this asks until the gateway's `uptime_ms`
+    /// in the answer moves past the first answer's: that one was computed after the first request
+    /// was answered.)
     pub fn stats(&mut self, reply_id: u32) -> Message {
+        let first = self.stats_once(reply_id);
+        let first_computed = first.get_u64("uptime_ms").expect("uptime_ms");
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let next = self.stats_once(reply_id);
+            if next.get_u64("uptime_ms").expect("uptime_ms") > first_computed {
+                return next;
+            }
+        }
+    }
+
+    /// Sends `_MM.STATS` and returns the answer, which may be up to 250 ms old. Subscribes
+    /// `reply_id` to a fresh inbox first. The gateway answers a connection at most a few times a
+    /// second (ERROR `RATE_LIMITED` beyond): then this waits and asks again.
+    pub fn stats_once(&mut self, reply_id: u32) -> Message {
         let inbox = self.new_inbox();
         self.subscribe(reply_id, &inbox);
-        self.publish("_MM.STATS", &inbox, &Message::new());
         let mut held = Vec::new();
-        let frame = loop {
-            let frame = self.expect_action(Action::SendMessage);
-            if frame.subject() == inbox.as_bytes() {
-                break frame;
+        let frame = 'asking: loop {
+            self.publish("_MM.STATS", &inbox, &Message::new());
+            loop {
+                let frame = self.expect_frame();
+                match frame.action() {
+                    Some(Action::SendMessage) if frame.subject() == inbox.as_bytes() => {
+                        break 'asking frame;
+                    }
+                    Some(Action::Error)
+                        if frame.subject() == b"_MM.STATS"
+                            && frame.message().is_ok_and(|body| {
+                                body.try_string("code") == Some("RATE_LIMITED")
+                            }) =>
+                    {
+                        std::thread::sleep(Duration::from_millis(300));
+                        continue 'asking;
+                    }
+                    Some(Action::Ping) => {}
+                    _ => held.push(frame),
+                }
             }
-            held.push(frame);
         };
         self.backlog.extend(held);
         self.unsubscribe(reply_id);

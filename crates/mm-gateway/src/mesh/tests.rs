@@ -361,38 +361,96 @@ fn mesh_flush_answers_after_every_mm2_link_confirms_or_drops() {
     }
     out.clear();
 
-    mesh.start_flush(client, b"\x00\x00\x00\x00", &mut out);
+    mesh.start_flush(client, b"\x00\x00\x00\x00", &mut out)
+        .unwrap();
     let pings = sent(&out);
     assert_eq!(pings.len(), 2);
     assert!(pings.iter().all(|frame| frame.1 == Action::Ping));
     out.clear();
-    mesh.start_flush(other_client, b"\x00\x00\x00\x00", &mut out);
-    out.clear();
+    // No interest changed since those PINGs: the next flush waits for the same ones.
+    mesh.start_flush(other_client, b"\x00\x00\x00\x00", &mut out)
+        .unwrap();
+    assert!(sent(&out).is_empty());
     assert_eq!(mesh.pending_flushes(), 2);
 
-    // The first link answers the first flush's PING only: nobody is answered yet.
+    // The first link answers: nobody is answered yet.
     mesh.link_pong(first, &Message::new().add_u64("flush", 1), &mut out);
     assert!(sent(&out).is_empty());
     // A heartbeat PONG (no `flush`) changes nothing.
     mesh.link_pong(second, &Message::new(), &mut out);
     assert!(sent(&out).is_empty());
-    // The second link answers both (its PONG for the later PING confirms the earlier too).
-    mesh.link_pong(second, &Message::new().add_u64("flush", 2), &mut out);
-    assert_eq!(sent(&out), vec![(client, Action::Pong, 0, String::new())]);
+    // Interest changes after the PINGs: a third flush needs new PINGs behind them.
+    mesh.interest_added(b"NEW", &mut out);
     out.clear();
-    // The first link drops before answering the second flush: it no longer holds it up.
-    mesh.link_closed(first, CloseReason::PeerClosed, &mut out);
+    mesh.start_flush(client, b"\x00\x00\x00\x00", &mut out)
+        .unwrap();
+    let pings = sent(&out);
+    assert_eq!(pings.len(), 2);
+    assert!(pings.iter().all(|frame| frame.1 == Action::Ping));
+    out.clear();
+    // The second link answers its first PING: the first two flushes are answered, in order.
+    mesh.link_pong(second, &Message::new().add_u64("flush", 2), &mut out);
     assert_eq!(
         sent(&out),
-        vec![(other_client, Action::Pong, 0, String::new())]
+        vec![
+            (client, Action::Pong, 0, String::new()),
+            (other_client, Action::Pong, 0, String::new())
+        ]
     );
+    out.clear();
+    // The first link answers the newest PING; the second drops before answering: the third
+    // flush no longer waits for it.
+    mesh.link_pong(first, &Message::new().add_u64("flush", 3), &mut out);
+    assert!(sent(&out).is_empty());
+    mesh.link_closed(second, CloseReason::PeerClosed, &mut out);
+    assert_eq!(sent(&out), vec![(client, Action::Pong, 0, String::new())]);
     assert_eq!(mesh.pending_flushes(), 0);
 
     // With no MM/2 link up, a flush is answered at once.
     out.clear();
-    mesh.link_closed(second, CloseReason::PeerClosed, &mut out);
+    mesh.link_closed(first, CloseReason::PeerClosed, &mut out);
     out.clear();
-    mesh.start_flush(client, b"\x00\x00\x00\x00", &mut out);
+    mesh.start_flush(client, b"\x00\x00\x00\x00", &mut out)
+        .unwrap();
+    assert_eq!(sent(&out), vec![(client, Action::Pong, 0, String::new())]);
+}
+
+#[test]
+fn a_flood_of_mesh_flushes_costs_one_ping_per_link_and_is_capped_per_client() {
+    let [link, client, other] = keys(3)[..] else {
+        unreachable!()
+    };
+    let mut mesh = mesh(&["peer:5050"]);
+    let mut out = MeshOutput::default();
+    link_up(&mut mesh, link, PEER_ID, &mut out);
+    out.clear();
+    for _ in 0..MAX_PENDING_FLUSHES_PER_CONNECTION {
+        mesh.start_flush(client, b"\x00\x00\x00\x00", &mut out)
+            .unwrap();
+    }
+    assert_eq!(sent(&out).len(), 1, "one PING for all of them");
+    assert_eq!(
+        mesh.start_flush(client, b"\x00\x00\x00\x00", &mut out),
+        Err(FlushRefused::TooMany)
+    );
+    // Another client is not held back by the first one's cap.
+    mesh.start_flush(other, b"\x00\x00\x00\x00", &mut out)
+        .unwrap();
+    assert_eq!(
+        mesh.start_flush(other, &[0; MAX_FLUSH_BODY_BYTES + 1], &mut out),
+        Err(FlushRefused::BodyTooLarge)
+    );
+    out.clear();
+    // One answer completes them all, in order.
+    mesh.link_pong(link, &Message::new().add_u64("flush", 1), &mut out);
+    let pongs = sent(&out);
+    assert_eq!(pongs.len(), MAX_PENDING_FLUSHES_PER_CONNECTION as usize + 1);
+    assert_eq!(pongs.last().unwrap().0, other);
+    assert_eq!(mesh.pending_flushes(), 0);
+    // The cap counts flushes in progress only.
+    out.clear();
+    mesh.start_flush(client, b"\x00\x00\x00\x00", &mut out)
+        .unwrap();
     assert_eq!(sent(&out), vec![(client, Action::Pong, 0, String::new())]);
 }
 
