@@ -75,7 +75,7 @@ pub use context::GatewayContext;
 #[non_exhaustive]
 pub enum GatewayError {
     /// The listening socket could not be bound.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         /// The address.
         address: SocketAddr,
@@ -83,7 +83,7 @@ pub enum GatewayError {
         source: std::io::Error,
     },
     /// A configured service could not be started.
-    #[error("cannot start service `{service}`: {source}")]
+    #[error("cannot start service `{service}`")]
     Service {
         /// The service.
         service: String,

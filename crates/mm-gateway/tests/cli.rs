@@ -84,5 +84,11 @@ fn address_in_use_is_an_error() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Printed once, with the address (issue #12).
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
 }
