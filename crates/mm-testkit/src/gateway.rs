@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::PATIENCE;
 
-/// Where the `mm-gateway` binary is: `$MM_GATEWAY_BIN`, or next to the test executable's
-/// `deps/` directory (`target/<profile>/mm-gateway`, built by `cargo build --bins` or by cargo
-/// itself for the gateway's own tests).
+/// Where the `name` binary is: `$NAME_BIN` (`MM_GATEWAY_BIN` for `mm-gateway`), or next to the
+/// test executable's `deps/` directory (`target/<profile>/name`). Cargo builds a package's own
+/// binaries before its integration tests (the gateway's end-to-end tests live in
+/// `mm-gateway-bin` for that reason); tests of other packages need `cargo build --workspace
+/// --bins` first, which `scripts/test.sh` does.
 pub fn binary_path(name: &str) -> PathBuf {
     let variable = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
     if let Some(path) = std::env::var_os(variable) {
@@ -25,7 +27,7 @@ pub fn binary_path(name: &str) -> PathBuf {
     let path = directory.join(name);
     assert!(
         path.exists(),
-        "{} not found: run `cargo build --bins` first, or set {}_BIN",
+        "{} not found: run `cargo build --workspace --bins` first (scripts/test.sh does), or set {}_BIN",
         path.display(),
         name.to_uppercase().replace('-', "_")
     );
