@@ -13,6 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+# The network-namespace test needs root and iproute2 (CI runs as root; step 1 installs iproute2).
+# Without them it would print why and return; with this set, it fails instead of passing unrun.
+export MM_REQUIRE_NETNS="${MM_REQUIRE_NETNS:-1}"
 
 step() { printf '\n==> %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

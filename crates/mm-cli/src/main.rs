@@ -55,7 +55,7 @@ enum Command {
     /// Print the gateway's statistics for a service.
     Stats(cmd::stats::Args),
     /// Measure throughput and latency (also against NATS, side by side).
-    Bench(cmd::bench::BenchArgs),
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -83,7 +83,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Request(args) => cmd::request::run(args),
         Command::Reply(args) => cmd::reply::run(args),
         Command::Stats(args) => cmd::stats::run(args),
-        Command::Bench(args) => cmd::bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => cmd::bench::run(args),
     }
 }
 

@@ -99,9 +99,9 @@ impl Drop for Background {
 fn listen_prints_like_tibrvlisten_and_send_types_fields() {
     let gateway = GatewayProcess::start(&[]);
     let listen = Background::start(mm(&gateway, "listen", &["PRICES.>", "--count", "3"]));
-    let blob_file = std::env::temp_dir().join(format!("mm-cli-blob-{}", std::process::id()));
-    std::fs::write(&blob_file, [0xca, 0xfe]).unwrap();
-    let blob_arg = format!("data:blob=@{}", blob_file.display());
+    let blob_file = tempfile::NamedTempFile::with_prefix("mm-test-blob-").unwrap();
+    std::fs::write(blob_file.path(), [0xca, 0xfe]).unwrap();
+    let blob_arg = format!("data:blob=@{}", blob_file.path().display());
     let sent = run(mm(
         &gateway,
         "send",
@@ -133,7 +133,6 @@ fn listen_prints_like_tibrvlisten_and_send_types_fields() {
     assert!(sent.status.success(), "{}", stderr(&sent));
     let (code, out) = listen.finish();
     assert_eq!(code, Some(0));
-    let _ = std::fs::remove_file(&blob_file);
 
     let expected_first = "subject=PRICES.IBM message={\n    sym:str=\"IBM\"\n    px:f64=123.4\n    \
                           qty:u32=100\n    n:i32=7\n    ok:bool=true\n    data:blob=0xcafe\n}\n";

@@ -58,7 +58,7 @@
 //! constant churn of wildcards under one first token runs at uncached speed for that first token,
 //! which the benchmarks measure and which meets the match goal on its own.
 //!
-//! Whether the cache pays is in `docs/benchmarks-subject-trie.md`: it does when published subjects
+//! Whether the cache pays is in `docs/benchmarks.md` (Subject index): it does when published subjects
 //! repeat (matches 1.2 times faster with Zipf popularity, 2 to 4 times on a hot set), and is
 //! neutral when they do not (a uniform spread over 100 000 subjects); subscription changes cost
 //! 5–12 % more. [`SubjectTrie::without_cache`] turns it off (nats-server has the same switch,

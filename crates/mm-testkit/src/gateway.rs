@@ -1,17 +1,22 @@
 //! Real `mm-gateway` processes for tests.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::PATIENCE;
+use crate::child_process::ChildProcess;
 
-/// Where the `mm-gateway` binary is: `$MM_GATEWAY_BIN`, or next to the test executable's
-/// `deps/` directory (`target/<profile>/mm-gateway`, built by `cargo build --bins` or by cargo
-/// itself for the gateway's own tests).
+/// Where the `name` binary is: `$NAME_BIN` (`MM_GATEWAY_BIN` for `mm-gateway`), or next to the
+/// test executable's `deps/` directory (`target/<profile>/name`). Cargo builds a package's own
+/// binaries before its integration tests (the gateway's end-to-end tests live in
+/// `mm-gateway-bin` for that reason); tests of other packages need `cargo build --workspace
+/// --bins` first, which `scripts/test.sh` does.
 pub fn binary_path(name: &str) -> PathBuf {
     let variable = format!("{}_BIN", name.to_uppercase().replace('-', "_"));
     if let Some(path) = std::env::var_os(variable) {
@@ -25,7 +30,7 @@ pub fn binary_path(name: &str) -> PathBuf {
     let path = directory.join(name);
     assert!(
         path.exists(),
-        "{} not found: run `cargo build --bins` first, or set {}_BIN",
+        "{} not found: run `cargo build --workspace --bins` first (scripts/test.sh does), or set {}_BIN",
         path.display(),
         name.to_uppercase().replace('-', "_")
     );
@@ -41,32 +46,208 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
-/// Writes a configuration file into a fresh temporary directory and returns its path.
-pub fn write_config(name: &str, text: &str) -> PathBuf {
-    let directory = std::env::temp_dir().join(format!(
-        "mm-test-{}-{}-{}",
-        name,
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&directory).expect("create temp dir");
-    let path = directory.join("gateway.json");
+/// Writes a configuration file into a fresh temporary directory; both are deleted when the
+/// returned [`ConfigFile`] is dropped, so keep it for as long as a gateway may read it.
+pub fn write_config(name: &str, text: &str) -> ConfigFile {
+    let directory = tempfile::Builder::new()
+        .prefix(&format!("mm-test-{name}-"))
+        .tempdir()
+        .expect("create temp dir");
+    let path = directory.path().join("gateway.json");
     std::fs::write(&path, text).expect("write config");
-    path
+    ConfigFile {
+        path,
+        _directory: directory,
+    }
 }
 
-fn rand_suffix() -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.subsec_nanos());
-    format!("{count}-{nanos}")
+/// A configuration file in its own temporary directory, removed on drop. Dereferences to its path.
+#[derive(Debug)]
+pub struct ConfigFile {
+    path: PathBuf,
+    _directory: tempfile::TempDir,
+}
+
+impl ConfigFile {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Deref for ConfigFile {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for ConfigFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<OsStr> for ConfigFile {
+    fn as_ref(&self) -> &OsStr {
+        self.path.as_os_str()
+    }
+}
+
+/// How to start `mm-gateway`: which binary, fixed leading arguments, an optional network
+/// namespace, and where its log goes. [`GatewayLauncher::new`] gives what tests use; tools (the
+/// benchmarks) pick their own binary and logging.
+#[derive(Debug, Clone)]
+pub struct GatewayLauncher {
+    binary: PathBuf,
+    args: Vec<String>,
+    namespace: Option<String>,
+    log_filter: Option<String>,
+    echo_prefix: Option<String>,
+}
+
+impl Default for GatewayLauncher {
+    fn default() -> Self {
+        GatewayLauncher::new()
+    }
+}
+
+impl GatewayLauncher {
+    /// The binary [`binary_path`] finds, `RUST_LOG` from `$MM_TEST_LOG` (default `info`), and the
+    /// log echoed to stderr (prefixed `[gateway]`) when `$MM_TEST_ECHO` is set.
+    pub fn new() -> GatewayLauncher {
+        GatewayLauncher::with_binary(binary_path("mm-gateway"))
+            .log_filter(Some(
+                &std::env::var("MM_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            ))
+            .echo_log(std::env::var_os("MM_TEST_ECHO").map(|_| "[gateway] "))
+    }
+
+    /// Starts `binary`, with the environment's `RUST_LOG` (if any) and no echo.
+    pub fn with_binary(binary: impl Into<PathBuf>) -> GatewayLauncher {
+        GatewayLauncher {
+            binary: binary.into(),
+            args: Vec::new(),
+            namespace: None,
+            log_filter: None,
+            echo_prefix: None,
+        }
+    }
+
+    /// Arguments that go before the ones given to [`GatewayLauncher::start`] on every start.
+    pub fn args<S: AsRef<str>>(mut self, args: impl IntoIterator<Item = S>) -> GatewayLauncher {
+        self.args
+            .extend(args.into_iter().map(|arg| arg.as_ref().to_owned()));
+        self
+    }
+
+    /// Runs the gateway inside network namespace `namespace` (`ip netns exec`).
+    pub fn in_namespace(mut self, namespace: &str) -> GatewayLauncher {
+        self.namespace = Some(namespace.to_owned());
+        self
+    }
+
+    /// Sets `RUST_LOG` for the gateway; `None` leaves it as this process has it (so that
+    /// `--log-level` decides unless the caller's environment says otherwise).
+    pub fn log_filter(mut self, filter: Option<&str>) -> GatewayLauncher {
+        self.log_filter = filter.map(str::to_owned);
+        self
+    }
+
+    /// Copies each line the gateway logs to this process's stderr as it comes, after `prefix`;
+    /// `None` keeps the log only in memory ([`GatewayProcess::log`]).
+    pub fn echo_log(mut self, prefix: Option<&str>) -> GatewayLauncher {
+        self.echo_prefix = prefix.map(str::to_owned);
+        self
+    }
+
+    /// Starts the gateway with the fixed arguments plus `args`, and waits for its
+    /// `mm-gateway listening on ADDR:PORT` line; the error carries the gateway's stderr.
+    pub fn start(&self, args: &[&str]) -> Result<GatewayProcess, String> {
+        let mut command = match &self.namespace {
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
+        command.args(&self.args).args(args);
+        if let Some(filter) = &self.log_filter {
+            command.env("RUST_LOG", filter);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|error| format!("spawn {}: {error}", self.binary.display()))?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        let echo_prefix = self.echo_prefix.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if let Some(prefix) = &echo_prefix {
+                    eprint!("{prefix}{line}");
+                }
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&line);
+                }
+                line.clear();
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut process = ChildProcess::new(child);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let _ = sender.send(first);
+            // Keep draining so the gateway never blocks on stdout.
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+        });
+        let first = receiver.recv_timeout(PATIENCE).unwrap_or_default();
+        let Some(address) = first
+            .trim()
+            .strip_prefix("mm-gateway listening on ")
+            .and_then(|address| address.parse::<SocketAddr>().ok())
+        else {
+            let status = process.kill();
+            // The child is gone, so its stderr reaches EOF and the reader ends.
+            let _ = stderr_reader.join();
+            let log = log.lock().map(|log| log.clone()).unwrap_or_default();
+            return Err(format!(
+                "first line {first:?}, exit {status:?}, stderr:\n{log}"
+            ));
+        };
+        let address = if address.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], address.port()))
+        } else {
+            address
+        };
+        Ok(GatewayProcess {
+            process,
+            address,
+            log,
+            args: self
+                .args
+                .iter()
+                .cloned()
+                .chain(args.iter().map(|arg| arg.to_string()))
+                .collect(),
+        })
+    }
 }
 
 /// A running `mm-gateway`. Stopped with SIGTERM (then SIGKILL) on drop.
 pub struct GatewayProcess {
-    child: Option<Child>,
+    process: ChildProcess,
     /// The address it listens on, with 127.0.0.1 for a wildcard bind.
     address: SocketAddr,
     /// Everything it wrote to stderr.
@@ -84,85 +265,12 @@ impl GatewayProcess {
 
     /// Starts `mm-gateway` with exactly `args`; the error carries the gateway's stderr.
     pub fn start_exact(args: &[&str]) -> Result<GatewayProcess, String> {
-        let mut command = Command::new(binary_path("mm-gateway"));
-        command.args(args);
-        Self::start_command(command, args)
+        GatewayLauncher::new().start(args)
     }
 
     /// Starts `mm-gateway` inside network namespace `namespace` (`ip netns exec`).
     pub fn start_in_namespace(namespace: &str, args: &[&str]) -> Result<GatewayProcess, String> {
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", namespace])
-            .arg(binary_path("mm-gateway"))
-            .args(args);
-        Self::start_command(command, args)
-    }
-
-    fn start_command(mut command: Command, args: &[&str]) -> Result<GatewayProcess, String> {
-        let mut child = command
-            .env(
-                "RUST_LOG",
-                std::env::var("MM_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|error| format!("spawn: {error}"))?;
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = log.clone();
-        let stderr_reader = std::thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut line = String::new();
-            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                if std::env::var_os("MM_TEST_ECHO").is_some() {
-                    eprint!("[gateway] {line}");
-                }
-                if let Ok(mut log) = sink.lock() {
-                    log.push_str(&line);
-                }
-                line.clear();
-            }
-        });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut first = String::new();
-            let _ = reader.read_line(&mut first);
-            let _ = sender.send(first);
-            // Keep draining so the gateway never blocks on stdout.
-            let mut rest = Vec::new();
-            let _ = reader.read_to_end(&mut rest);
-        });
-        let first = receiver.recv_timeout(PATIENCE).unwrap_or_default();
-        let Some(address) = first
-            .trim()
-            .strip_prefix("mm-gateway listening on ")
-            .and_then(|address| address.parse::<SocketAddr>().ok())
-        else {
-            let _ = child.kill();
-            let status = child.wait().ok();
-            // The child is gone, so its stderr reaches EOF and the reader ends.
-            let _ = stderr_reader.join();
-            let log = log.lock().map(|log| log.clone()).unwrap_or_default();
-            return Err(format!(
-                "first line {first:?}, exit {status:?}, stderr:\n{log}"
-            ));
-        };
-        let address = if address.ip().is_unspecified() {
-            SocketAddr::from(([127, 0, 0, 1], address.port()))
-        } else {
-            address
-        };
-        Ok(GatewayProcess {
-            child: Some(child),
-            address,
-            log,
-            args: args.iter().map(|arg| arg.to_string()).collect(),
-        })
+        GatewayLauncher::new().in_namespace(namespace).start(args)
     }
 
     /// The address to connect to.
@@ -187,7 +295,7 @@ impl GatewayProcess {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.process.pid()
     }
 
     /// Everything the gateway logged so far.
@@ -214,72 +322,31 @@ impl GatewayProcess {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
-        self.signal_and_wait(libc::SIGTERM)
+        self.process.terminate()
     }
 
     /// Sends SIGINT and waits for the exit status.
     pub fn interrupt(&mut self) -> Option<ExitStatus> {
-        self.signal_and_wait(libc::SIGINT)
+        self.process.interrupt()
     }
 
     /// SIGKILL, as in a crash.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn signal_and_wait(&mut self, signal: i32) -> Option<ExitStatus> {
-        // A paused process must run again to handle the signal.
-        self.resume();
-        self.send_signal(signal);
-        let mut child = self.child.take()?;
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                return child.wait().ok();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.process.kill();
     }
 
     /// SIGSTOP: the process freezes (its sockets stay open but nothing is read or answered).
     pub fn pause(&self) {
-        self.send_signal(libc::SIGSTOP);
+        self.process.pause();
     }
 
     /// SIGCONT after [`GatewayProcess::pause`].
     pub fn resume(&self) {
-        self.send_signal(libc::SIGCONT);
-    }
-
-    fn send_signal(&self, signal: i32) {
-        if let Some(child) = &self.child {
-            // SAFETY: `kill` with a valid signal number on our own child's pid has no memory
-            // effects.
-            unsafe {
-                libc::kill(child.id() as i32, signal);
-            }
-        }
+        self.process.resume();
     }
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.terminate();
-        }
+        self.process.is_running()
     }
 }

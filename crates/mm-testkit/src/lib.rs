@@ -2,16 +2,25 @@
 //!
 //! * [`GatewayProcess`] starts the real `mm-gateway` binary (port 0 by default), waits for its
 //!   `mm-gateway listening on ADDR:PORT` line, keeps its log, and stops it on drop.
+//!   [`GatewayLauncher`] chooses the binary, fixed arguments, namespace and logging (the
+//!   benchmarks start gateways through it too); [`MeshProcesses`] starts several in a mesh.
+//! * [`ChildProcess`] is any child process that is stopped (SIGTERM, then SIGKILL) on drop.
+//! * [`write_config`] writes a gateway configuration into a temporary directory that is deleted
+//!   when the returned [`ConfigFile`] is dropped: test runs leave nothing behind.
 //! * [`RawClient`] speaks the wire protocol frame by frame over a blocking socket, built only on
 //!   `mm-wire`: conformance tests see exactly the bytes the gateway sends.
 //! * [`wait_until`] polls a condition with a deadline, for the rare cases where no flush (PING/PONG)
 //!   can serve as the synchronisation point.
 
+mod child_process;
 mod gateway;
 pub mod mesh;
 mod raw_client;
 
-pub use gateway::{GatewayProcess, binary_path, free_port, write_config};
+pub use child_process::ChildProcess;
+pub use gateway::{
+    ConfigFile, GatewayLauncher, GatewayProcess, binary_path, free_port, write_config,
+};
 pub use mesh::MeshProcesses;
 pub use raw_client::{RawClient, RawClientOptions};
 

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use mm_wire::{Field, Message};
 
-use crate::{GatewayProcess, RawClient, free_port, wait_until, write_config};
+use crate::{
+    ConfigFile, GatewayLauncher, GatewayProcess, RawClient, free_port, wait_until, write_config,
+};
 
 /// A mesh of gateways started with ports chosen up front (each configuration lists every
 /// gateway, itself included).
@@ -13,16 +15,30 @@ pub struct MeshProcesses {
     pub gateways: Vec<GatewayProcess>,
     /// Their ports.
     pub ports: Vec<u16>,
-    /// The configuration file they share.
-    pub config_path: std::path::PathBuf,
+    /// The configuration file they share (deleted with the mesh).
+    pub config: ConfigFile,
     /// The service.
     pub service: String,
+    /// How the gateways were started (restarts start them the same way).
+    launcher: GatewayLauncher,
 }
 
 impl MeshProcesses {
     /// Starts `count` gateways meshed for `service`. `extra` is added to the JSON configuration
     /// (e.g. `"HeartbeatMs": 500`). Retries with new ports when one turns out to be taken.
     pub fn start(count: usize, service: &str, extra: &str) -> MeshProcesses {
+        Self::start_with(&GatewayLauncher::new(), count, service, extra)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// [`MeshProcesses::start`] with gateways started by `launcher`; an error instead of a panic
+    /// when they do not start.
+    pub fn start_with(
+        launcher: &GatewayLauncher,
+        count: usize,
+        service: &str,
+        extra: &str,
+    ) -> Result<MeshProcesses, String> {
         for _attempt in 0..5 {
             let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
             let addresses: Vec<String> = ports
@@ -47,35 +63,36 @@ impl MeshProcesses {
                 if extra.is_empty() { "" } else { ", " },
                 extra
             );
-            let config_path = write_config("mesh", &config);
+            let config = write_config("mesh", &config);
             let mut gateways = Vec::new();
             let mut failed = false;
             for (index, port) in ports.iter().enumerate() {
-                match start_one(&config_path, *port, index) {
+                match start_one(launcher, &config, *port, index) {
                     Ok(gateway) => gateways.push(gateway),
                     Err(error) if error.contains("in use") => {
                         failed = true;
                         break;
                     }
-                    Err(error) => panic!("gateway {index} did not start: {error}"),
+                    Err(error) => return Err(format!("gateway {index} did not start: {error}")),
                 }
             }
             if !failed {
-                return MeshProcesses {
+                return Ok(MeshProcesses {
                     gateways,
                     ports,
-                    config_path,
+                    config,
                     service: service.to_owned(),
-                };
+                    launcher: launcher.clone(),
+                });
             }
         }
-        panic!("could not find free ports for the mesh");
+        Err("could not find free ports for the mesh".into())
     }
 
     /// Restarts gateway `index` on its port (after [`GatewayProcess::kill`] or terminate).
     pub fn restart(&mut self, index: usize) {
         for _ in 0..50 {
-            match start_one(&self.config_path, self.ports[index], index) {
+            match start_one(&self.launcher, &self.config, self.ports[index], index) {
                 Ok(gateway) => {
                     self.gateways[index] = gateway;
                     return;
@@ -111,13 +128,17 @@ impl MeshProcesses {
 }
 
 fn start_one(
-    config_path: &std::path::Path,
+    launcher: &GatewayLauncher,
+    config: &ConfigFile,
     port: u16,
     index: usize,
 ) -> Result<GatewayProcess, String> {
     let port = port.to_string();
     let name = format!("gw{}", index + 1);
-    GatewayProcess::start_exact(&[
+    let config = config
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", config.display()))?;
+    launcher.start(&[
         "--port",
         &port,
         "--bind",
@@ -125,7 +146,7 @@ fn start_one(
         "--name",
         &name,
         "--config",
-        config_path.to_str().expect("utf-8 path"),
+        config,
     ])
 }
 

@@ -1,6 +1,8 @@
 //! A `tokio_util::codec` Decoder/Encoder for frames (cargo feature `tokio-codec`).
 //!
-//! Off by default: the C ABI and other synchronous users must not pull in tokio.
+//! For code that frames a tokio stream with `tokio_util::codec::Framed`. Off by default: the wire
+//! format needs no I/O runtime, and the gateway and the Rust client drive the plain
+//! [`FrameDecoder`](crate::FrameDecoder) themselves, so they do not compile tokio-util.
 
 use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 
-use super::driver::{Payload, Requester, Responder, System};
+use crate::driver::{Requester, Responder};
+use crate::workload::{Payload, System};
 
 /// Subject requests go to.
 pub const REQUEST_SUBJECT: &str = "bench.req";

@@ -9,20 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::driver::{Payload, Publisher, Subscriber, System, wait_for_all};
-use super::progress::Progress;
+use crate::counter::wait_for_all;
+use crate::driver::{Publisher, Subscriber};
+use crate::progress::Progress;
+use crate::workload::{Amount, Payload, System};
 
 /// Subject every throughput workload publishes on.
 pub const SUBJECT: &str = "bench.x";
-
-/// How much to send.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub enum Amount {
-    /// This many messages per publisher.
-    Count(u64),
-    /// Publish for this long.
-    Duration(Duration),
-}
 
 /// One throughput run.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -2,8 +2,9 @@
 //! on host A with five subscribers on host B crosses the A–B link exactly once, measured on the
 //! veth interface's own byte counters.
 //!
-//! Needs root and iproute2 (the project's test command runs as root and installs iproute2). It
-//! fails — it does not skip — when they are missing.
+//! Needs root and iproute2. Without them it prints why it cannot run and returns — unless
+//! `MM_REQUIRE_NETNS=1`, which makes that a failure. `scripts/test.sh` (run as root in CI, and
+//! installing iproute2) sets it, so the suite never counts this test as passed without running it.
 
 use std::os::fd::AsRawFd;
 use std::process::Command;
@@ -126,11 +127,44 @@ fn client(hosts: &Hosts, index: usize, address: &str) -> RawClient {
     })
 }
 
-#[test]
-fn a_message_crosses_the_host_link_once_for_five_subscribers() {
+/// Why this machine cannot run the test, if it cannot.
+fn missing_prerequisite() -> Option<String> {
     // SAFETY: geteuid has no preconditions and touches no memory.
     let user = unsafe { libc::geteuid() };
-    assert_eq!(user, 0, "this test needs root (network namespaces)");
+    if user != 0 {
+        return Some(format!(
+            "it needs root to create network namespaces (running as uid {user})"
+        ));
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(output) if output.status.success() => None,
+        Ok(output) => Some(format!("`ip -V` failed: {}", output.status)),
+        Err(error) => Some(format!("it needs the `ip` command (iproute2): {error}")),
+    }
+}
+
+/// Whether the test may run here; panics when it cannot but `MM_REQUIRE_NETNS=1` says it must.
+fn can_run() -> bool {
+    let Some(reason) = missing_prerequisite() else {
+        return true;
+    };
+    let required = std::env::var("MM_REQUIRE_NETNS").is_ok_and(|value| value == "1");
+    assert!(
+        !required,
+        "MM_REQUIRE_NETNS=1 but the network-namespace test cannot run: {reason}"
+    );
+    eprintln!(
+        "SKIPPED: the network-namespace test did not run: {reason}. \
+         Set MM_REQUIRE_NETNS=1 to make this a failure (scripts/test.sh does)."
+    );
+    false
+}
+
+#[test]
+fn a_message_crosses_the_host_link_once_for_five_subscribers() {
+    if !can_run() {
+        return;
+    }
     let hosts = Hosts::create();
     // Each host lists the others by a directly connected address, and itself.
     let configs = [

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::throughput::Amount;
+use crate::workload::Amount;
 
 /// Progress of a run: messages sent, and (once publishing is done) received.
 pub struct Progress {

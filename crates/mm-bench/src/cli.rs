@@ -1,39 +1,16 @@
-//! `mm bench`: load generation and measurement against Messaging Mesh — and, for comparison,
-//! NATS — with the same workloads and the same method.
-//!
-//! * `pub`, `sub`, `pubsub`, `fanout`: throughput. A payload of N bytes is one BLOB field `p` of N
-//!   bytes on subject `bench.x` (NATS: `PUB bench.x N`); `--int32` sends the classic one-int32-field
-//!   message instead. Throughput is messages received by every subscriber, from the first send to
-//!   the last receipt; a run in which any message is missing fails.
-//! * `request`: synchronous round trips into an HDR histogram (p50/p90/p99/p99.9/max), back to back
-//!   or at a fixed rate (`--rate`, latency measured from each request's due time so that coordinated
-//!   omission cannot hide stalls).
-//! * `compare`: the side-by-side harness — both brokers on loopback, every workload through each,
-//!   a ratio table, JSON, and an SVG chart.
-//!
-//! Several `--gateway` options target a mesh: publishers (and requesters) use the first, subscribers
-//! (and responders) the others.
-
-mod broker;
-mod chart;
-pub mod compare;
-mod driver;
-mod latency;
-mod mm_raw;
-mod nats;
-mod progress;
-mod read_buffer;
-mod scale;
-mod throughput;
+//! The `mm bench` command line: subcommands and options, and the summary each prints (or one JSON
+//! object with `--json`).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-pub use driver::System;
-use driver::{Payload, Subscriber};
-use throughput::{Amount, ThroughputResult, ThroughputSpec};
+use crate::compare;
+use crate::driver::Subscriber;
+use crate::latency;
+use crate::throughput::{self, ThroughputResult, ThroughputSpec};
+use crate::workload::{Amount, Payload, System};
 
 /// `mm bench` and its subcommands.
 #[derive(Debug, clap::Args)]

@@ -2,80 +2,20 @@
 //! the same way against Messaging Mesh and NATS.
 //!
 //! * `mm`: Messaging Mesh through the `messaging-mesh` client library — what applications use.
-//! * `mm-raw`: Messaging Mesh through [`super::mm_raw`], a raw protocol client.
-//! * `nats`: NATS through [`super::nats`], a raw protocol client with the same I/O discipline as
+//! * `mm-raw`: Messaging Mesh through [`crate::mm_raw`], a raw protocol client.
+//! * `nats`: NATS through [`crate::nats`], a raw protocol client with the same I/O discipline as
 //!   `mm-raw`: pipelined and batched writes (64 KiB per syscall), 1 MiB reads, no per-message
 //!   allocation. `mm-raw` against `nats` compares the brokers alone.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use messaging_mesh::{Connection, ConnectionParams, Message, PendingLimits, ReconnectPolicy};
 
-use super::{mm_raw, nats};
-
-/// Which broker a workload runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum System {
-    /// Messaging Mesh, through the `messaging-mesh` client library.
-    Mm,
-    /// Messaging Mesh, through the raw protocol client in this tool.
-    MmRaw,
-    /// NATS, through the raw protocol client in this tool.
-    Nats,
-}
-
-impl System {
-    /// The system's display name.
-    pub fn name(self) -> &'static str {
-        match self {
-            System::Mm => "Messaging Mesh",
-            System::MmRaw => "Messaging Mesh (raw client)",
-            System::Nats => "NATS",
-        }
-    }
-}
-
-/// The message every workload sends: one BLOB field `p` of `size` bytes (NATS: a payload of
-/// `size` bytes), or — for the classic workload — one int32 field `#`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Payload {
-    /// One BLOB field `p` of this many bytes.
-    Blob(usize),
-    /// One int32 field `#` (34-byte frames); NATS sends the 4 bytes of the int.
-    Int32,
-}
-
-impl Payload {
-    /// Payload bytes as NATS sees them.
-    pub fn nats_bytes(self) -> Vec<u8> {
-        match self {
-            Payload::Blob(size) => vec![0x5a; size],
-            Payload::Int32 => 7i32.to_le_bytes().to_vec(),
-        }
-    }
-
-    /// The Messaging Mesh message.
-    pub fn message(self) -> Message {
-        match self {
-            Payload::Blob(size) => Message::new().add_blob("p", vec![0x5a; size]),
-            Payload::Int32 => Message::new().add_i32("#", 7),
-        }
-    }
-
-    /// A short label: `16 B`, `int32`.
-    pub fn label(self) -> String {
-        match self {
-            Payload::Blob(size) if size >= 1024 && size % 1024 == 0 => {
-                format!("{} KiB", size / 1024)
-            }
-            Payload::Blob(size) => format!("{size} B"),
-            Payload::Int32 => "int32".to_owned(),
-        }
-    }
-}
+use crate::counter::Counter;
+use crate::workload::{Payload, System};
+use crate::{mm_raw, nats};
 
 /// Connection parameters for benchmark clients: no reconnect (a lost connection fails the run),
 /// large pending limits (16 M messages, 1 GiB) so that a burst is measured, not dropped — a drop
@@ -152,70 +92,6 @@ impl Publisher {
             }
             Publisher::MmRaw(_) | Publisher::Nats(_) => None,
         }
-    }
-}
-
-/// Counts what a subscriber receives and remembers when it received its last expected message.
-#[derive(Debug, Default)]
-pub struct Counter {
-    received: AtomicU64,
-    /// Set by the test to the number of messages expected; 0 = unknown yet.
-    expected: AtomicU64,
-    /// Nanoseconds after `epoch` at which `expected` was reached.
-    done_at_nanos: AtomicU64,
-    epoch: std::sync::OnceLock<Instant>,
-}
-
-impl Counter {
-    fn new() -> Arc<Counter> {
-        let counter = Arc::new(Counter::default());
-        let _ = counter.epoch.set(Instant::now());
-        counter
-    }
-
-    /// Counts one message.
-    #[inline]
-    pub fn hit(&self) {
-        let received = self.received.fetch_add(1, Ordering::Relaxed) + 1;
-        let expected = self.expected.load(Ordering::Relaxed);
-        if expected != 0 && received == expected {
-            self.mark_done();
-        }
-    }
-
-    fn mark_done(&self) {
-        if let Some(epoch) = self.epoch.get() {
-            let nanos = epoch.elapsed().as_nanos() as u64;
-            let _ = self.done_at_nanos.compare_exchange(
-                0,
-                nanos.max(1),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
-    }
-
-    /// Messages received so far.
-    pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-
-    /// Sets how many messages are expected (possibly after some have already arrived).
-    pub fn expect(&self, expected: u64) {
-        self.expected.store(expected, Ordering::Relaxed);
-        if self.received() >= expected {
-            self.mark_done();
-        }
-    }
-
-    /// When the expected count was reached.
-    pub fn done_at(&self) -> Option<Instant> {
-        let nanos = self.done_at_nanos.load(Ordering::Relaxed);
-        (nanos != 0).then(|| {
-            self.epoch
-                .get()
-                .map(|epoch| *epoch + Duration::from_nanos(nanos))
-        })?
     }
 }
 
@@ -415,35 +291,5 @@ impl Requester {
             Requester::MmRaw(requester) => requester.request(subject, timeout),
             Requester::Nats(requester) => requester.request(subject, timeout),
         }
-    }
-}
-
-/// Waits until every counter reached its expectation, or fails naming what is missing.
-pub fn wait_for_all(
-    counters: &[Arc<Counter>],
-    expected: u64,
-    timeout: Duration,
-) -> Result<Instant> {
-    for counter in counters {
-        counter.expect(expected);
-    }
-    let deadline = Instant::now() + timeout;
-    loop {
-        let done: Vec<Option<Instant>> = counters.iter().map(|counter| counter.done_at()).collect();
-        if done.iter().all(Option::is_some) {
-            return Ok(done
-                .into_iter()
-                .flatten()
-                .max()
-                .unwrap_or_else(Instant::now));
-        }
-        if Instant::now() >= deadline {
-            let missing: u64 = counters
-                .iter()
-                .map(|counter| expected.saturating_sub(counter.received()))
-                .sum();
-            bail!("{missing} messages missing after {timeout:?}: the run failed");
-        }
-        std::thread::sleep(Duration::from_micros(200));
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use mm_wire::handshake::ConnectOptions;
 use mm_wire::{Action, FrameDecoder, Header, Message, encode_frame};
 
-use super::driver::System;
+use crate::workload::System;
 
 /// Resident set size of a process, in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64> {

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::broker::Broker;
-use super::chart::{self, Series};
-use super::driver::{Payload, System};
-use super::latency::{self, LatencyResult, LatencySpec};
-use super::scale;
-use super::throughput::{self, Amount, ThroughputResult, ThroughputSpec};
+use crate::broker::{self, Broker};
+use crate::chart::{self, Series};
+use crate::latency::{self, LatencyResult, LatencySpec};
+use crate::scale;
+use crate::throughput::{self, ThroughputResult, ThroughputSpec};
+use crate::workload::{Amount, Payload, System};
 
 /// Options of `mm bench compare`.
 #[derive(Debug, clap::Args)]
@@ -508,7 +508,7 @@ fn mesh_figures(gateway_bin: &Path, messages: u64, repeat: usize) -> Result<serd
         })
     };
     let single = Broker::gateway(gateway_bin, &[])?;
-    let mesh = Broker::mesh(gateway_bin, 2, "MESH")?;
+    let mesh = broker::mesh(gateway_bin, 2, "MESH")?;
     let per_message = |cpu: Duration| cpu.as_secs_f64() * 1e9 / messages as f64;
     let mut pairs = Vec::new();
     for repetition in 0..repeat {
@@ -517,11 +517,16 @@ fn mesh_figures(gateway_bin: &Path, messages: u64, repeat: usize) -> Result<serd
         let alone = run(vec![single.address.clone()])?;
         let single_cpu = scale::cpu_time(single.pid())? - cpu_before;
         let before: Vec<Duration> = mesh
+            .gateways
             .iter()
             .map(|g| scale::cpu_time(g.pid()))
             .collect::<Result<_>>()?;
-        let meshed = run(vec![mesh[0].address.clone(), mesh[1].address.clone()])?;
+        let meshed = run(vec![
+            mesh.gateways[0].address_string(),
+            mesh.gateways[1].address_string(),
+        ])?;
         let after: Vec<Duration> = mesh
+            .gateways
             .iter()
             .map(|g| scale::cpu_time(g.pid()))
             .collect::<Result<_>>()?;

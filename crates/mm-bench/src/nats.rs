@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::driver::{Counter, Payload};
-use super::read_buffer::{ReadBuffer, ShutdownOnDrop};
+use crate::counter::Counter;
+use crate::read_buffer::{ReadBuffer, ShutdownOnDrop};
+use crate::workload::Payload;
 
 /// Bytes buffered before a publisher writes.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;

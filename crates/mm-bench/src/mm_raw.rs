@@ -1,5 +1,5 @@
 //! A raw Messaging Mesh protocol client with exactly the I/O discipline of the NATS one in
-//! [`super::nats`]: the publishing thread writes directly in 64 KiB batches, a reader thread reads
+//! [`crate::nats`]: the publishing thread writes directly in 64 KiB batches, a reader thread reads
 //! 1 MiB at a time and counts whole frames, requests are written and read on the calling thread.
 //! With it, `mm bench --client raw` compares the brokers alone, each driven by an identical load
 //! generator.
@@ -13,8 +13,9 @@ use anyhow::{Context, Result, bail};
 use mm_wire::handshake::ConnectOptions;
 use mm_wire::{Action, Header, HeaderView, Message, encode_frame, frame_length};
 
-use super::driver::{Counter, Payload};
-use super::read_buffer::{ReadBuffer, ShutdownOnDrop};
+use crate::counter::Counter;
+use crate::read_buffer::{ReadBuffer, ShutdownOnDrop};
+use crate::workload::Payload;
 
 /// Bytes buffered before a publisher writes.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
