@@ -47,6 +47,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: one malloc arena, so freed memory can go back to the system.
+    mm_gateway::memory::use_single_arena();
     let args = Args::parse();
     init_logging(&args.log_level);
     let mut config = GatewayConfig::default();

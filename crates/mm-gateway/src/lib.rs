@@ -46,7 +46,7 @@ mod flush_set;
 mod inbound;
 mod listener;
 mod log_limit;
-mod memory;
+pub mod memory;
 mod mesh;
 mod outbound;
 mod rate_limit;

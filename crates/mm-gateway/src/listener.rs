@@ -214,13 +214,24 @@ impl ServiceRegistry {
                 .filter_map(|name| services.remove(&name))
                 .collect()
         };
-        for mut handle in stopped {
-            handle.cancel.cancel();
-            if let Some(thread) = handle.thread.take() {
-                // The thread ends within the service's shutdown wait; joined off this runtime.
-                tokio::task::spawn_blocking(move || thread.join());
-            }
+        if stopped.is_empty() {
+            return;
         }
+        let threads: Vec<_> = stopped
+            .into_iter()
+            .filter_map(|mut handle| {
+                handle.cancel.cancel();
+                handle.thread.take()
+            })
+            .collect();
+        // The threads end within the services' shutdown wait; joined off this runtime, then the
+        // memory their arenas held goes back to the system.
+        tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+            crate::memory::release_free_memory();
+        });
     }
 
     /// Whether a warning about a connection in its handshake may be logged now.

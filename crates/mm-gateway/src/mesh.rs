@@ -449,6 +449,11 @@ impl Mesh {
         }
         let id = entry.link_subscription_id;
         self.interest.remove(pattern);
+        // Give the table's memory back as it empties (after a client with a million patterns
+        // leaves); halving only below a quarter keeps this O(1) amortised.
+        if self.interest.capacity() > 1024 && self.interest.len() < self.interest.capacity() / 4 {
+            self.interest.shrink_to(self.interest.len() * 2);
+        }
         for link in &mut self.dialled {
             out.send_interest(link.key, Action::Unsubscribe, id, pattern);
             link.interest_since_ping = true;
