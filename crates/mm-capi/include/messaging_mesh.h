@@ -837,6 +837,144 @@ mm_status mm_message_add_message(mm_message *message,
                                  const mm_message *nested);
 
 /**
+ * Appends a SIGNED_INT32 field.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; the name as described in the header.
+ */
+mm_status mm_message_add_i32(mm_message *message, const char *name, size_t name_len, int32_t value);
+
+/**
+ * Reads the first field named `name`, which must be a SIGNED_INT32 field (no conversion):
+ * `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; `out` is writable.
+ */
+mm_status mm_message_get_i32(const mm_message *message,
+                             const char *name,
+                             size_t name_len,
+                             int32_t *out);
+
+/**
+ * Appends a UNSIGNED_INT32 field.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; the name as described in the header.
+ */
+mm_status mm_message_add_u32(mm_message *message,
+                             const char *name,
+                             size_t name_len,
+                             uint32_t value);
+
+/**
+ * Reads the first field named `name`, which must be a UNSIGNED_INT32 field (no conversion):
+ * `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; `out` is writable.
+ */
+mm_status mm_message_get_u32(const mm_message *message,
+                             const char *name,
+                             size_t name_len,
+                             uint32_t *out);
+
+/**
+ * Appends a SIGNED_INT64 field.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; the name as described in the header.
+ */
+mm_status mm_message_add_i64(mm_message *message, const char *name, size_t name_len, int64_t value);
+
+/**
+ * Reads the first field named `name`, which must be a SIGNED_INT64 field (no conversion):
+ * `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; `out` is writable.
+ */
+mm_status mm_message_get_i64(const mm_message *message,
+                             const char *name,
+                             size_t name_len,
+                             int64_t *out);
+
+/**
+ * Appends a UNSIGNED_INT64 field.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; the name as described in the header.
+ */
+mm_status mm_message_add_u64(mm_message *message,
+                             const char *name,
+                             size_t name_len,
+                             uint64_t value);
+
+/**
+ * Reads the first field named `name`, which must be a UNSIGNED_INT64 field (no conversion):
+ * `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; `out` is writable.
+ */
+mm_status mm_message_get_u64(const mm_message *message,
+                             const char *name,
+                             size_t name_len,
+                             uint64_t *out);
+
+/**
+ * Appends a DOUBLE field.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; the name as described in the header.
+ */
+mm_status mm_message_add_f64(mm_message *message, const char *name, size_t name_len, double value);
+
+/**
+ * Reads the first field named `name`, which must be a DOUBLE field (no conversion):
+ * `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; `out` is writable.
+ */
+mm_status mm_message_get_f64(const mm_message *message,
+                             const char *name,
+                             size_t name_len,
+                             double *out);
+
+/**
+ * Appends a BOOL field.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; the name as described in the header.
+ */
+mm_status mm_message_add_bool(mm_message *message, const char *name, size_t name_len, bool value);
+
+/**
+ * Reads the first field named `name`, which must be a BOOL field (no conversion):
+ * `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+ *
+ * # Safety
+ *
+ * `message` is a live message handle; `out` is writable.
+ */
+mm_status mm_message_get_bool(const mm_message *message,
+                              const char *name,
+                              size_t name_len,
+                              bool *out);
+
+/**
  * Reads the first field named `name`, which must be a STRING: `*out`/`*out_len` get its bytes
  * (not NUL-terminated, valid until the message is modified or freed).
  *

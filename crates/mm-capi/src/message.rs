@@ -365,69 +365,321 @@ pub unsafe extern "C" fn mm_message_add_message(
     })
 }
 
-macro_rules! scalar_fields {
-    ($($add:ident, $get:ident, $variant:ident, $ty:ty, $c_name:literal;)*) => {
-        $(
-            #[doc = concat!("Appends a ", $c_name, " field.")]
-            ///
-            /// # Safety
-            ///
-            /// `message` is a live message handle; the name as described in the header.
-            #[unsafe(no_mangle)]
-            pub unsafe extern "C" fn $add(
-                message: *mut MmMessage,
-                name: *const c_char,
-                name_len: usize,
-                value: $ty,
-            ) -> MmStatus {
-                ffi(|| {
-                    // SAFETY: forwarded contract.
-                    let (message, name) = unsafe {
-                        (message_mut(message)?, args::bytes(name, name_len, "the field name")?)
-                    };
-                    message.push(
-                        Text::from_bytes(Bytes::copy_from_slice(name)),
-                        FieldValue::$variant(value),
-                    );
-                    Ok(())
-                })
-            }
-
-            #[doc = concat!("Reads the first field named `name`, which must be a ", $c_name, " field (no conversion).")]
-            /// `MM_STATUS_FIELD_NOT_FOUND` / `MM_STATUS_WRONG_TYPE` otherwise.
-            ///
-            /// # Safety
-            ///
-            /// `message` is a live message handle; `out` is writable.
-            #[unsafe(no_mangle)]
-            pub unsafe extern "C" fn $get(
-                message: *const MmMessage,
-                name: *const c_char,
-                name_len: usize,
-                out: *mut $ty,
-            ) -> MmStatus {
-                ffi(|| {
-                    // SAFETY: forwarded contract.
-                    let (message, name) = unsafe { (self::message(message)?, name_arg(name, name_len)?) };
-                    let field = field(message, name)?;
-                    match field.value() {
-                        // SAFETY: forwarded contract.
-                        FieldValue::$variant(value) => unsafe { args::write(out, *value, "out") },
-                        _ => Err(wrong_type(field, FieldType::$variant)),
-                    }
-                })
-            }
-        )*
-    };
+/// Appends a field with a copy of `name`.
+///
+/// # Safety
+///
+/// `message` is a live message handle; the name as described in the header.
+unsafe fn add_value(
+    message: *mut MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    value: FieldValue,
+) -> MmStatus {
+    ffi(|| {
+        // SAFETY: forwarded contract.
+        let (message, name) = unsafe {
+            (
+                message_mut(message)?,
+                args::bytes(name, name_len, "the field name")?,
+            )
+        };
+        message.push(Text::from_bytes(Bytes::copy_from_slice(name)), value);
+        Ok(())
+    })
 }
 
-scalar_fields! {
-    mm_message_add_i32, mm_message_get_i32, I32, i32, "SIGNED_INT32";
-    mm_message_add_u32, mm_message_get_u32, U32, u32, "UNSIGNED_INT32";
-    mm_message_add_i64, mm_message_get_i64, I64, i64, "SIGNED_INT64";
-    mm_message_add_u64, mm_message_get_u64, U64, u64, "UNSIGNED_INT64";
-    mm_message_add_f64, mm_message_get_f64, F64, f64, "DOUBLE";
-    mm_message_add_bool, mm_message_get_bool, Bool, bool, "BOOL";
+/// Reads the first field named `name` into `out` when `extract` accepts its value.
+///
+/// # Safety
+///
+/// `message` is a live message handle; `out` is writable.
+unsafe fn get_value<T>(
+    message: *const MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    out: *mut T,
+    expected: FieldType,
+    extract: impl Fn(&FieldValue) -> Option<T>,
+) -> MmStatus {
+    ffi(|| {
+        // SAFETY: forwarded contract.
+        let (message, name) = unsafe { (self::message(message)?, name_arg(name, name_len)?) };
+        let field = field(message, name)?;
+        let value = extract(field.value()).ok_or_else(|| wrong_type(field, expected))?;
+        // SAFETY: forwarded contract.
+        unsafe { args::write(out, value, "out") }
+    })
+}
+
+/// Appends a SIGNED_INT32 field.
+///
+/// # Safety
+///
+/// `message` is a live message handle; the name as described in the header.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_add_i32(
+    message: *mut MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    value: i32,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe { add_value(message, name, name_len, FieldValue::I32(value)) }
+}
+
+/// Reads the first field named `name`, which must be a SIGNED_INT32 field (no conversion):
+/// `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+///
+/// # Safety
+///
+/// `message` is a live message handle; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_get_i32(
+    message: *const MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    out: *mut i32,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe {
+        get_value(
+            message,
+            name,
+            name_len,
+            out,
+            FieldType::I32,
+            |value| match value {
+                FieldValue::I32(value) => Some(*value),
+                _ => None,
+            },
+        )
+    }
+}
+
+/// Appends a UNSIGNED_INT32 field.
+///
+/// # Safety
+///
+/// `message` is a live message handle; the name as described in the header.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_add_u32(
+    message: *mut MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    value: u32,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe { add_value(message, name, name_len, FieldValue::U32(value)) }
+}
+
+/// Reads the first field named `name`, which must be a UNSIGNED_INT32 field (no conversion):
+/// `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+///
+/// # Safety
+///
+/// `message` is a live message handle; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_get_u32(
+    message: *const MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    out: *mut u32,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe {
+        get_value(
+            message,
+            name,
+            name_len,
+            out,
+            FieldType::U32,
+            |value| match value {
+                FieldValue::U32(value) => Some(*value),
+                _ => None,
+            },
+        )
+    }
+}
+
+/// Appends a SIGNED_INT64 field.
+///
+/// # Safety
+///
+/// `message` is a live message handle; the name as described in the header.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_add_i64(
+    message: *mut MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    value: i64,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe { add_value(message, name, name_len, FieldValue::I64(value)) }
+}
+
+/// Reads the first field named `name`, which must be a SIGNED_INT64 field (no conversion):
+/// `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+///
+/// # Safety
+///
+/// `message` is a live message handle; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_get_i64(
+    message: *const MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    out: *mut i64,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe {
+        get_value(
+            message,
+            name,
+            name_len,
+            out,
+            FieldType::I64,
+            |value| match value {
+                FieldValue::I64(value) => Some(*value),
+                _ => None,
+            },
+        )
+    }
+}
+
+/// Appends a UNSIGNED_INT64 field.
+///
+/// # Safety
+///
+/// `message` is a live message handle; the name as described in the header.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_add_u64(
+    message: *mut MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    value: u64,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe { add_value(message, name, name_len, FieldValue::U64(value)) }
+}
+
+/// Reads the first field named `name`, which must be a UNSIGNED_INT64 field (no conversion):
+/// `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+///
+/// # Safety
+///
+/// `message` is a live message handle; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_get_u64(
+    message: *const MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    out: *mut u64,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe {
+        get_value(
+            message,
+            name,
+            name_len,
+            out,
+            FieldType::U64,
+            |value| match value {
+                FieldValue::U64(value) => Some(*value),
+                _ => None,
+            },
+        )
+    }
+}
+
+/// Appends a DOUBLE field.
+///
+/// # Safety
+///
+/// `message` is a live message handle; the name as described in the header.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_add_f64(
+    message: *mut MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    value: f64,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe { add_value(message, name, name_len, FieldValue::F64(value)) }
+}
+
+/// Reads the first field named `name`, which must be a DOUBLE field (no conversion):
+/// `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+///
+/// # Safety
+///
+/// `message` is a live message handle; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_get_f64(
+    message: *const MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    out: *mut f64,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe {
+        get_value(
+            message,
+            name,
+            name_len,
+            out,
+            FieldType::F64,
+            |value| match value {
+                FieldValue::F64(value) => Some(*value),
+                _ => None,
+            },
+        )
+    }
+}
+
+/// Appends a BOOL field.
+///
+/// # Safety
+///
+/// `message` is a live message handle; the name as described in the header.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_add_bool(
+    message: *mut MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    value: bool,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe { add_value(message, name, name_len, FieldValue::Bool(value)) }
+}
+
+/// Reads the first field named `name`, which must be a BOOL field (no conversion):
+/// `MM_STATUS_FIELD_NOT_FOUND` or `MM_STATUS_WRONG_TYPE` otherwise.
+///
+/// # Safety
+///
+/// `message` is a live message handle; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mm_message_get_bool(
+    message: *const MmMessage,
+    name: *const c_char,
+    name_len: usize,
+    out: *mut bool,
+) -> MmStatus {
+    // SAFETY: forwarded contract.
+    unsafe {
+        get_value(
+            message,
+            name,
+            name_len,
+            out,
+            FieldType::Bool,
+            |value| match value {
+                FieldValue::Bool(value) => Some(*value),
+                _ => None,
+            },
+        )
+    }
 }
 
 /// Reads the first field named `name`, which must be a STRING: `*out`/`*out_len` get its bytes
