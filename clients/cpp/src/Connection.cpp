@@ -18,6 +18,16 @@ using detail::check;
 
 namespace detail {
 
+/// Lets the Connection's destructor wait until the notification callback has been told CLOSED,
+/// so that the callback never runs after the Connection is gone.
+struct ClosedSignal {
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool delivered = false;
+    /// The thread that delivers notifications (a destructor called there must not wait).
+    std::thread::id notifier;
+};
+
 /// What a Connection and the views given to callbacks share. Kept alive by the Connection and
 /// by every subscription's callback context, so a callback still running after the Connection
 /// is destroyed uses a closed connection, never freed memory.
@@ -29,8 +39,10 @@ struct ConnectionCore : std::enable_shared_from_this<ConnectionCore> {
     /// close() was called.
     bool closed = false;
     std::chrono::milliseconds connectTimeout{30000};
-    /// Whether the request inbox is known to be live across the mesh (see confirmInbox).
+    /// Whether the request inbox is known to be live across the mesh (see Connection::request).
     std::shared_ptr<std::atomic<bool>> inboxConfirmed = std::make_shared<std::atomic<bool>>(false);
+    /// Set when the application gave a NotificationCallback.
+    std::shared_ptr<ClosedSignal> closedSignal;
 
     ~ConnectionCore() { mm_connection_free(handle.load()); }
 
@@ -60,6 +72,7 @@ struct ConnectionCore : std::enable_shared_from_this<ConnectionCore> {
 struct NotifyContext {
     NotificationCallback callback;
     std::shared_ptr<std::atomic<bool>> inboxConfirmed;
+    std::shared_ptr<ClosedSignal> closed;
 };
 
 /// A subscription callback's state, owned by the C library (freed after the last call).
@@ -117,6 +130,10 @@ void deliver(const NotificationCallback& callback, const Notification& notificat
 
 extern "C" void onNotification(void* userData, const mm_notification* notification) {
     auto* context = static_cast<NotifyContext*>(userData);
+    {
+        std::lock_guard<std::mutex> lock(context->closed->mutex);
+        context->closed->notifier = std::this_thread::get_id();
+    }
     if (notification->kind == MM_NOTIFICATION_KIND_DISCONNECTED ||
         notification->kind == MM_NOTIFICATION_KIND_RECONNECTED) {
         context->inboxConfirmed->store(false);
@@ -133,6 +150,11 @@ extern "C" void onNotification(void* userData, const mm_notification* notificati
         deliver(context->callback, converted);
     } catch (...) {
         // Out of memory while copying the notification: drop it.
+    }
+    if (notification->kind == MM_NOTIFICATION_KIND_CLOSED) {
+        std::lock_guard<std::mutex> lock(context->closed->mutex);
+        context->closed->delivered = true;
+        context->closed->changed.notify_all();
     }
 }
 
@@ -174,7 +196,8 @@ std::string gatewayAddress(const ConnectionParams& params) {
     return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(params.GatewayPort);
 }
 
-ParamsHandle makeParams(const ConnectionParams& params, const std::shared_ptr<std::atomic<bool>>& inboxConfirmed) {
+ParamsHandle makeParams(const ConnectionParams& params, const std::shared_ptr<std::atomic<bool>>& inboxConfirmed,
+                        const std::shared_ptr<detail::ClosedSignal>& closed) {
     const std::string address = gatewayAddress(params);
     mm_connection_params* raw = nullptr;
     check(mm_connection_params_new(address.data(), address.size(), params.Service.data(), params.Service.size(), &raw));
@@ -197,7 +220,7 @@ ParamsHandle makeParams(const ConnectionParams& params, const std::shared_ptr<st
     check(mm_connection_params_set_request_spin_us(
         raw, params.RequestSpin.count() <= 0 ? 0 : static_cast<uint64_t>(params.RequestSpin.count())));
     // The library owns the context from here on, also when the call fails.
-    auto* notify = new NotifyContext{params.NotificationCallback, inboxConfirmed};
+    auto* notify = new NotifyContext{params.NotificationCallback, inboxConfirmed, closed};
     check(mm_connection_params_set_notification_callback(raw, onNotification, notify, freeNotifyContext));
     check(mm_connection_params_set_logger(raw, onLog, nullptr, nullptr));
     return handle;
@@ -266,7 +289,11 @@ void detail::ConnectionAccess::onMessage(void* userData, mm_received* received) 
 Connection::Connection(const ConnectionParams& params)
     : owned_(std::make_shared<ConnectionCore>()), core_(owned_.get()) {
     core_->connectTimeout = params.ConnectTimeout;
-    ParamsHandle handle = makeParams(params, core_->inboxConfirmed);
+    auto closed = std::make_shared<detail::ClosedSignal>();
+    if (params.NotificationCallback) {
+        core_->closedSignal = closed;
+    }
+    ParamsHandle handle = makeParams(params, core_->inboxConfirmed, closed);
     if (!params.ConnectAsynchronously) {
         mm_connection* connection = nullptr;
         check(mm_connect(handle.get(), &connection));
@@ -279,8 +306,18 @@ Connection::Connection(const ConnectionParams& params)
 Connection::Connection(detail::ConnectionCore* core) noexcept : core_(core) {}
 
 Connection::~Connection() {
-    if (owned_) {
-        close();
+    if (!owned_) {
+        return;
+    }
+    close();
+    // The application's notification callback may use objects that die with the Connection:
+    // wait until it has been told CLOSED (the last notification), unless this is its own thread.
+    const std::shared_ptr<detail::ClosedSignal>& closed = core_->closedSignal;
+    if (closed && core_->handle.load() != nullptr) {
+        std::unique_lock<std::mutex> lock(closed->mutex);
+        if (closed->notifier != std::this_thread::get_id()) {
+            closed->changed.wait_for(lock, std::chrono::seconds(10), [&] { return closed->delivered; });
+        }
     }
 }
 

@@ -127,6 +127,9 @@ struct HeaderCase {
     std::size_t fieldCount;
 };
 
+/// Printed by name (GoogleTest would otherwise dump the struct's bytes, padding included).
+void PrintTo(const HeaderCase& value, std::ostream* out) { *out << value.file; }
+
 class EveryVector : public ::testing::TestWithParam<HeaderCase> {};
 
 TEST_P(EveryVector, HeaderDecodesAndFrameReencodesByteExact) {
