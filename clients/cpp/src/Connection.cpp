@@ -84,7 +84,7 @@ struct SubscriptionContext {
 };
 
 struct ConnectionAccess {
-    static void onMessage(void* userData, mm_received* received) noexcept;
+    static void onMessage(void* userData, mm_received* received, const mm_delivery* delivery) noexcept;
 };
 
 }  // namespace detail
@@ -176,8 +176,8 @@ extern "C" void onLog(void*, mm_log_level level, const char* line, size_t length
 
 extern "C" void freeSubscriptionContext(void* userData) { delete static_cast<SubscriptionContext*>(userData); }
 
-extern "C" void onMessage(void* userData, mm_received* received) {
-    detail::ConnectionAccess::onMessage(userData, received);
+extern "C" void onMessage(void* userData, mm_received* received, const mm_delivery* delivery) {
+    detail::ConnectionAccess::onMessage(userData, received, delivery);
 }
 
 struct ParamsDeleter {
@@ -260,17 +260,11 @@ void connectInBackground(std::shared_ptr<ConnectionCore> core, std::shared_ptr<P
 
 }  // namespace
 
-void detail::ConnectionAccess::onMessage(void* userData, mm_received* received) noexcept {
+void detail::ConnectionAccess::onMessage(void* userData, mm_received* received, const mm_delivery* delivery) noexcept {
     auto* context = static_cast<SubscriptionContext*>(userData);
     try {
-        const char* subject = nullptr;
-        size_t subjectLength = 0;
-        const char* reply = nullptr;
-        size_t replyLength = 0;
-        check(mm_received_subject(received, &subject, &subjectLength));
-        check(mm_received_reply_subject(received, &reply, &replyLength));
-        const std::string subjectText = detail::text(subject, subjectLength);
-        const std::string replyText = detail::text(reply, replyLength);
+        const std::string subjectText = detail::text(delivery->subject, delivery->subject_len);
+        const std::string replyText = detail::text(delivery->reply_subject, delivery->reply_subject_len);
         mm_received* owned = received;
         received = nullptr;
         MessagePtr message = MessageAccess::fromReceived(owned);

@@ -1,6 +1,7 @@
 #include "messagingmesh/Message.h"
 
 #include "Access.h"
+#include "BlockPool.h"
 #include "Status.h"
 #include "messagingmesh/Exceptions.h"
 
@@ -26,8 +27,7 @@ void Message::ReceivedDeleter::operator()(mm_received* received) const noexcept 
 
 MessagePtr detail::MessageAccess::fromReceived(mm_received* received) {
     std::unique_ptr<mm_received, Message::ReceivedDeleter> owned(received);
-    auto message = std::make_shared<Message>(Message(std::move(owned)));
-    return message;
+    return std::allocate_shared<Message>(BlockPool<Message>(), Message(std::move(owned)));
 }
 
 MessagePtr detail::MessageAccess::fromOwned(mm_message* handle) {

@@ -89,6 +89,11 @@ typedef struct mm_received mm_received;
 #define MM_ACTION_NO_RESPONDERS 11
 
 /**
+ * The tag a freed handle carries until its memory is reused.
+ */
+#define FREED 16045725885737590445ull
+
+/**
  * What a call returned. `MM_STATUS_OK` (0) is success; every other value is a failure that
  * `mm_last_error()` describes.
  */
@@ -327,10 +332,41 @@ typedef enum {
 } mm_log_level;
 
 /**
+ * What a subscription callback is told besides the message: subject and reply subject point
+ * into `received` (not NUL-terminated; valid as long as it is), the reply subject is empty when
+ * there is none.
+ */
+typedef struct {
+  /**
+   * The subject the message was published to.
+   */
+  const char *subject;
+  /**
+   * Its length in bytes.
+   */
+  size_t subject_len;
+  /**
+   * The reply subject (length 0: none).
+   */
+  const char *reply_subject;
+  /**
+   * Its length in bytes.
+   */
+  size_t reply_subject_len;
+  /**
+   * The subscription's id.
+   */
+  uint32_t subscription_id;
+} mm_delivery;
+
+/**
  * Called for every message delivered to a subscription. The callee owns `received` and frees
  * it with `mm_received_free` (it may keep it beyond the call, and pass it to another thread).
+ * `delivery` describes it (valid for the duration of the call only).
  */
-typedef void (*mm_message_callback)(void *user_data, mm_received *received);
+typedef void (*mm_message_callback)(void *user_data,
+                                    mm_received *received,
+                                    const mm_delivery *delivery);
 
 /**
  * Releases a `user_data` pointer once the library no longer uses it (may be NULL: nothing to

@@ -176,17 +176,19 @@ pub unsafe extern "C" fn mm_connection_send(
 ) -> MmStatus {
     ffi(|| {
         // SAFETY: forwarded contract.
-        let (connection, subject, reply_subject, message) = unsafe {
+        let (connection, subject, message) = unsafe {
             (
                 self::connection(connection)?,
                 args::text(subject, subject_len, "the subject")?,
-                args::text(reply_subject, reply_subject_len, "the reply subject")?,
                 message_arg(message)?,
             )
         };
-        if reply_subject.is_empty() {
+        if reply_subject_len == 0 {
             connection.send(subject, message)?;
         } else {
+            // SAFETY: forwarded contract.
+            let reply_subject =
+                unsafe { args::text(reply_subject, reply_subject_len, "the reply subject")? };
             connection.send_with_reply(subject, reply_subject, message)?;
         }
         Ok(())
@@ -214,7 +216,16 @@ pub unsafe extern "C" fn mm_connection_send_reply(
                 message_arg(message)?,
             )
         };
-        connection.send_reply(request.received(), message)?;
+        let reply_subject = std::str::from_utf8(request.frame().reply_subject())
+            .map_err(|_| Failure::invalid("the request's reply subject is not UTF-8"))?;
+        if reply_subject.is_empty() {
+            let subject = String::from_utf8_lossy(request.frame().subject());
+            return Err(Failure::new(
+                MmStatus::NoReplySubject,
+                format!("the message on `{subject}` has no reply subject to answer"),
+            ));
+        }
+        connection.send(reply_subject, message)?;
         Ok(())
     })
 }
@@ -297,7 +308,7 @@ pub unsafe extern "C" fn mm_connection_request(
         let received =
             connection.send_request(subject, message, Duration::from_millis(timeout_ms))?;
         // SAFETY: checked for NULL above; the caller guarantees it is writable.
-        unsafe { reply.write(handle::into_raw(MmReceived::new(received))) };
+        unsafe { reply.write(handle::into_raw(MmReceived::new(&received))) };
         Ok(())
     })
 }

@@ -8,7 +8,7 @@
 use crate::status::{Failure, MmStatus};
 
 /// The tag a freed handle carries until its memory is reused.
-const FREED: u64 = 0xdead_dead_dead_dead;
+pub const FREED: u64 = 0xdead_dead_dead_dead;
 
 /// A type handed to C as an opaque pointer.
 ///

@@ -1,10 +1,13 @@
 //! `mm_received`: a delivered message (or a request's reply) with its subject, reply subject
 //! and subscription id. Its body is decoded on first access, on the thread that asks.
 
+use std::cell::RefCell;
 use std::ffi::c_char;
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use messaging_mesh::Received;
+use messaging_mesh::mm_wire::Frame;
 
 use crate::args;
 use crate::handle::{self, Handle};
@@ -15,7 +18,9 @@ use crate::status::{MmStatus, ffi, ffi_void};
 #[repr(C)]
 pub struct MmReceived {
     tag: u64,
-    received: Received,
+    /// The frame as received (the connection checked that its subjects are UTF-8 and its body
+    /// decodes). Kept instead of the `Received`, whose own decoded-message slot is not used here.
+    frame: Frame,
     /// The body, decoded when first asked for.
     message: OnceLock<MmMessage>,
 }
@@ -31,24 +36,54 @@ unsafe impl Handle for MmReceived {
 
 impl MmReceived {
     /// Wraps a delivered message.
-    pub fn new(received: Received) -> MmReceived {
+    pub fn new(received: &Received) -> MmReceived {
         MmReceived {
             tag: Self::TAG,
-            received,
+            frame: received.frame().clone(),
             message: OnceLock::new(),
         }
     }
 
-    /// The delivered message.
-    pub fn received(&self) -> &Received {
-        &self.received
+    /// The frame as received.
+    pub fn frame(&self) -> &Frame {
+        &self.frame
+    }
+
+    /// The subject (UTF-8: checked by the connection before delivery).
+    fn subject(&self) -> &[u8] {
+        self.frame.subject()
     }
 
     /// The body, decoded on first call. Bodies are validated before delivery, so decoding does
     /// not fail; should it ever, the message reads as empty (as in the Rust library).
     fn message(&self) -> &MmMessage {
         self.message
-            .get_or_init(|| MmMessage::new(self.received.frame().message().unwrap_or_default()))
+            .get_or_init(|| MmMessage::new(self.frame.message().unwrap_or_default()))
+    }
+}
+
+/// How many freed handles a thread keeps for reuse: a subscriber's dispatch thread makes and
+/// frees one per message, so reusing them saves an allocation and a free per message.
+const POOL_SIZE: usize = 256;
+
+/// The allocation of a freed handle, kept for reuse.
+struct Slot(Box<MaybeUninit<MmReceived>>);
+
+thread_local! {
+    /// Freed handles of this thread, ready for reuse.
+    static POOL: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Moves `received` to the heap (reusing a freed handle of this thread when there is one) and
+/// returns the pointer C will own; freed with [`mm_received_free`].
+pub fn into_raw(received: MmReceived) -> *mut MmReceived {
+    let reused = POOL.try_with(|pool| pool.borrow_mut().pop()).ok().flatten();
+    match reused {
+        Some(Slot(mut slot)) => {
+            slot.write(received);
+            Box::into_raw(slot).cast::<MmReceived>()
+        }
+        None => handle::into_raw(received),
     }
 }
 
@@ -60,8 +95,27 @@ impl MmReceived {
 /// `received` is NULL or a live handle, not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mm_received_free(received: *mut MmReceived) {
-    // SAFETY: forwarded contract.
-    ffi_void(|| unsafe { handle::free(received) });
+    ffi_void(|| {
+        if received.is_null() {
+            return Ok(());
+        }
+        // SAFETY: forwarded contract (the tag is checked).
+        let object = unsafe { handle::borrow_mut(received)? };
+        *object.tag_mut() = handle::FREED;
+        // SAFETY: the handle was made by `into_raw` (a `Box<MmReceived>`, whose layout equals
+        // `Box<MaybeUninit<MmReceived>>`) and is not used after this; its value is dropped here
+        // exactly once, and the slot is either kept for reuse or deallocated.
+        let mut slot = unsafe { Box::from_raw(received.cast::<MaybeUninit<MmReceived>>()) };
+        // SAFETY: the slot holds a live value (its tag was live).
+        unsafe { slot.assume_init_drop() };
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOL_SIZE {
+                pool.push(Slot(slot));
+            }
+        });
+        Ok(())
+    });
 }
 
 /// The subject it was published to: `*out`/`*out_len` point into `received` (not
@@ -80,7 +134,7 @@ pub unsafe extern "C" fn mm_received_subject(
         // SAFETY: forwarded contract.
         let received = unsafe { handle::borrow(received)? };
         // SAFETY: forwarded contract.
-        unsafe { args::write_slice(out, out_len, received.received.subject().as_bytes()) }
+        unsafe { args::write_slice(out, out_len, received.subject()) }
     })
 }
 
@@ -99,9 +153,8 @@ pub unsafe extern "C" fn mm_received_reply_subject(
     ffi(|| {
         // SAFETY: forwarded contract.
         let received = unsafe { handle::borrow(received)? };
-        let reply = received.received.reply_subject().unwrap_or_default();
         // SAFETY: forwarded contract.
-        unsafe { args::write_slice(out, out_len, reply.as_bytes()) }
+        unsafe { args::write_slice(out, out_len, received.frame.reply_subject()) }
     })
 }
 
@@ -119,7 +172,7 @@ pub unsafe extern "C" fn mm_received_subscription_id(
         // SAFETY: forwarded contract.
         let received = unsafe { handle::borrow(received)? };
         // SAFETY: forwarded contract.
-        unsafe { args::write(out, received.received.subscription_id(), "out") }
+        unsafe { args::write(out, received.frame.subscription_id(), "out") }
     })
 }
 
@@ -158,6 +211,6 @@ pub unsafe extern "C" fn mm_received_size(
         // SAFETY: forwarded contract.
         let received = unsafe { handle::borrow(received)? };
         // SAFETY: forwarded contract.
-        unsafe { args::write(out, received.received.size(), "out") }
+        unsafe { args::write(out, received.frame.len(), "out") }
     })
 }

@@ -6,8 +6,9 @@
 //! finishes normally). `user_data` is released after the last call.
 
 use std::ffi::{c_char, c_void};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use messaging_mesh::{Received, Subscription};
 
@@ -19,8 +20,32 @@ use crate::user_data::UserData;
 
 /// Called for every message delivered to a subscription. The callee owns `received` and frees
 /// it with `mm_received_free` (it may keep it beyond the call, and pass it to another thread).
-pub type MmMessageCallback =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, received: *mut MmReceived)>;
+/// `delivery` describes it (valid for the duration of the call only).
+pub type MmMessageCallback = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        received: *mut MmReceived,
+        delivery: *const MmDelivery,
+    ),
+>;
+
+/// What a subscription callback is told besides the message: subject and reply subject point
+/// into `received` (not NUL-terminated; valid as long as it is), the reply subject is empty when
+/// there is none.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct MmDelivery {
+    /// The subject the message was published to.
+    pub subject: *const c_char,
+    /// Its length in bytes.
+    pub subject_len: usize,
+    /// The reply subject (length 0: none).
+    pub reply_subject: *const c_char,
+    /// Its length in bytes.
+    pub reply_subject_len: usize,
+    /// The subscription's id.
+    pub subscription_id: u32,
+}
 
 /// A live subscription (opaque; `mm_subscription` in C).
 #[repr(C)]
@@ -64,12 +89,15 @@ impl Drop for MmSubscription {
     }
 }
 
-/// Lets a subscription be ended while its callback may be running on another thread.
+/// Lets a subscription be ended while its callback may be running on another thread, without a
+/// lock per message: the callback announces itself in `runner` before it checks `open`, and
+/// `close` clears `open` before it looks at `runner` (those four accesses sequentially
+/// consistent), so either the callback sees the gate closed or `close` sees it running and waits
+/// for it. Calls of one
+/// subscription never overlap (the library runs them one at a time), so one slot suffices.
 #[derive(Default)]
 pub struct CallbackGate {
-    /// Held while the callback runs.
-    running: Mutex<()>,
-    /// Cleared when the subscription ends; checked under `running` before each call.
+    /// Cleared when the subscription ends.
     open: AtomicBool,
     /// The thread token of the thread running the callback (0: none).
     runner: AtomicU64,
@@ -79,7 +107,6 @@ impl CallbackGate {
     /// An open gate.
     pub fn new() -> Arc<CallbackGate> {
         Arc::new(CallbackGate {
-            running: Mutex::new(()),
             open: AtomicBool::new(true),
             runner: AtomicU64::new(0),
         })
@@ -88,10 +115,32 @@ impl CallbackGate {
     /// Closes the gate: waits for a callback running on another thread to return. From inside
     /// the callback itself it does not wait (that would never end).
     fn close(&self) {
-        self.open.store(false, Ordering::Release);
-        if self.runner.load(Ordering::Acquire) != thread_token() {
-            drop(self.running.lock().unwrap_or_else(PoisonError::into_inner));
+        self.open.store(false, Ordering::SeqCst);
+        let me = thread_token();
+        let mut pause = Duration::from_micros(10);
+        loop {
+            let runner = self.runner.load(Ordering::SeqCst);
+            if runner == 0 || runner == me {
+                return;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
         }
+    }
+
+    /// Enters the callback; false when the gate is closed.
+    fn enter(&self) -> bool {
+        self.runner.store(thread_token(), Ordering::SeqCst);
+        if self.open.load(Ordering::SeqCst) {
+            return true;
+        }
+        self.runner.store(0, Ordering::SeqCst);
+        false
+    }
+
+    /// Leaves the callback. Release: `close` seeing 0 also sees everything the callback did.
+    fn leave(&self) {
+        self.runner.store(0, Ordering::Release);
     }
 }
 
@@ -106,21 +155,30 @@ fn thread_token() -> u64 {
 
 /// The Rust callback that forwards each delivery to the C `callback` while `gate` is open.
 pub fn bridge(
-    callback: unsafe extern "C" fn(*mut c_void, *mut MmReceived),
+    callback: unsafe extern "C" fn(*mut c_void, *mut MmReceived, *const MmDelivery),
     user: UserData,
     gate: Arc<CallbackGate>,
 ) -> impl FnMut(&Received) + Send + 'static {
     move |received: &Received| {
-        let _running = gate.running.lock().unwrap_or_else(PoisonError::into_inner);
-        if !gate.open.load(Ordering::Acquire) {
+        if !gate.enter() {
             return;
         }
-        gate.runner.store(thread_token(), Ordering::Release);
-        let handle = handle::into_raw(MmReceived::new(received.clone()));
+        let handle = crate::received::into_raw(MmReceived::new(received));
+        // The frame's subjects were checked to be UTF-8 by the connection; the pointers are into
+        // the frame `handle` now owns (its bytes are shared, so they do not move).
+        let frame = received.frame();
+        let delivery = MmDelivery {
+            subject: frame.subject().as_ptr().cast::<c_char>(),
+            subject_len: frame.subject().len(),
+            reply_subject: frame.reply_subject().as_ptr().cast::<c_char>(),
+            reply_subject_len: frame.reply_subject().len(),
+            subscription_id: frame.subscription_id(),
+        };
         // SAFETY: the caller of `mm_connection_subscribe` provided a function that accepts this
-        // user pointer on library threads; ownership of `handle` passes to it.
-        unsafe { callback(user.ptr(), handle) };
-        gate.runner.store(0, Ordering::Release);
+        // user pointer on library threads; ownership of `handle` passes to it; `delivery` lives
+        // until the call returns.
+        unsafe { callback(user.ptr(), handle, &delivery) };
+        gate.leave();
     }
 }
 

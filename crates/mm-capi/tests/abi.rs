@@ -185,7 +185,11 @@ struct Inbox {
     calls: AtomicUsize,
 }
 
-unsafe extern "C" fn on_message(user_data: *mut c_void, received: *mut MmReceived) {
+unsafe extern "C" fn on_message(
+    user_data: *mut c_void,
+    received: *mut MmReceived,
+    delivery: *const MmDelivery,
+) {
     // SAFETY: user_data is the Arc<Inbox> leaked in the test; received is ours to free.
     unsafe {
         let inbox = &*(user_data as *const Inbox);
@@ -204,6 +208,12 @@ unsafe extern "C" fn on_message(user_data: *mut c_void, received: *mut MmReceive
             subject_len,
         ))
         .into_owned();
+        let delivery = &*delivery;
+        assert_eq!(
+            std::slice::from_raw_parts(delivery.subject.cast::<u8>(), delivery.subject_len),
+            subject.as_bytes()
+        );
+        assert_eq!(delivery.reply_subject_len, 0);
         let mut message = null();
         assert_eq!(mm_received_message(received, &mut message), MmStatus::Ok);
         let mut seq = 0i32;

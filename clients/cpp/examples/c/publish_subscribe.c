@@ -19,21 +19,18 @@ static void check(mm_status status, const char *what) {
 }
 
 /* Runs for every delivered message; it owns `received` and frees it. */
-static void on_message(void *user_data, mm_received *received) {
+static void on_message(void *user_data, mm_received *received, const mm_delivery *delivery) {
     int *count = user_data;
-    const char *subject;
-    size_t subject_len;
     const mm_message *message;
     int32_t seq = 0;
     char text[256];
     size_t text_len;
-    check(mm_received_subject(received, &subject, &subject_len), "mm_received_subject");
     check(mm_received_message(received, &message), "mm_received_message");
     check(mm_message_get_i32(message, "seq", MM_NUL_TERMINATED, &seq), "mm_message_get_i32");
     if (mm_message_to_string(message, text, sizeof text, &text_len) != MM_STATUS_OK) {
         strcpy(text, "(too long to show)");
     }
-    printf("received %.*s seq=%d %s\n", (int)subject_len, subject, (int)seq, text);
+    printf("received %.*s seq=%d %s\n", (int)delivery->subject_len, delivery->subject, (int)seq, text);
     ++*count;
     mm_received_free(received);
 }
