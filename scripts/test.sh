@@ -9,6 +9,10 @@
 #   4. every Rust test (unit, property, end to end), and doc tests
 #   5. fuzz targets: replay the checked-in corpus and fuzz each target for a short while
 #   6. the C# client: build with mcs, run its NUnit suite (including end-to-end tests)
+#   7. the C++ client: CMake build (which drives cargo for the C ABI), its GoogleTest suite under
+#      ctest, the same suite under AddressSanitizer + UndefinedBehaviorSanitizer, a short valgrind
+#      session, and the package used through find_package (after cmake --install) and
+#      add_subdirectory
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -26,6 +30,10 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v mcs >/dev/null 2>&1 || missing+=(mono-mcs)
 dpkg -s mono-devel >/dev/null 2>&1 || missing+=(mono-devel)
 command -v nunit-console >/dev/null 2>&1 || missing+=(nunit-console)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+dpkg -s libgtest-dev >/dev/null 2>&1 || missing+=(libgtest-dev)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -q
@@ -58,5 +66,32 @@ done
 
 step "C# client"
 MM_GATEWAY_BIN="$PWD/target/debug/mm-gateway" MM_BIN="$PWD/target/debug/mm" bash clients/dotnet/test.sh
+
+step "C++ client"
+# One build per configuration, kept in target/cpp so that reruns are incremental; both link the
+# static library cargo builds here (the CMake builds run cargo too, which then has nothing to do).
+cargo build --locked -p mm-capi --lib
+cpp="$PWD/target/cpp"
+cmake -S clients/cpp -B "$cpp/plain" -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$cpp/plain" -j2
+ctest --test-dir "$cpp/plain" -j2 --output-on-failure
+# The sanitized run reuses the plain build's examples (ExampleTests start them as processes).
+cmake -S clients/cpp -B "$cpp/sanitized" -DCMAKE_BUILD_TYPE=Debug -DMESSAGINGMESH_SANITIZE=address,undefined \
+  -DMESSAGINGMESH_BUILD_EXAMPLES=OFF -DMESSAGINGMESH_BUILD_BENCH=OFF >/dev/null
+cmake --build "$cpp/sanitized" -j2
+MM_EXAMPLES_DIR="$cpp/plain/examples" ctest --test-dir "$cpp/sanitized" -j2 --output-on-failure
+valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+  "$cpp/plain/tests/messagingmesh_tests" \
+  --gtest_filter='Message.*:BLOB.*:Vectors.*:EndToEnd.RequestReplyInEveryForm:EndToEnd.QueueMode*:EndToEnd.Unsubscribing*'
+# Packaging: the installed tree through find_package, and the source tree through add_subdirectory.
+scratch="$(mktemp -d)"
+cmake --install "$cpp/plain" --prefix "$scratch/prefix" >/dev/null
+cmake -S clients/cpp/tests/consumer -B "$scratch/installed" -DCMAKE_PREFIX_PATH="$scratch/prefix" >/dev/null
+cmake --build "$scratch/installed" -j2 >/dev/null
+"$scratch/installed/consumer_cpp" && "$scratch/installed/consumer_c"
+cmake -S clients/cpp/tests/consumer -B "$scratch/subdir" -DMESSAGINGMESH_SOURCE_DIR="$PWD/clients/cpp" >/dev/null
+cmake --build "$scratch/subdir" -j2 >/dev/null
+"$scratch/subdir/consumer_cpp" && "$scratch/subdir/consumer_c"
+rm -rf "$scratch"
 
 step "all tests passed"
