@@ -169,6 +169,10 @@ pub(crate) struct Service {
     batch_origin: Option<ConnectionKey>,
     /// Whether the publisher of the current batch should pause.
     stall_publisher: bool,
+    /// The connection whose frames are being processed now.
+    reading: Option<ConnectionKey>,
+    /// Set when `reading` is closed while its frames are processed: stop processing them.
+    reading_closed: bool,
     /// When the current batch should pause.
     batch_deadline: Instant,
     /// Work done in the current batch (frames, subscriptions looked at).
@@ -234,6 +238,8 @@ impl Service {
                 frame_scratch: Vec::new(),
                 batch_origin: None,
                 stall_publisher: false,
+                reading: None,
+                reading_closed: false,
                 batch_deadline: Instant::now(),
                 batch_work: 0,
                 next_clock_check: 0,
@@ -428,8 +434,12 @@ impl Service {
             connection.last_received = Instant::now();
         }
         self.start_batch();
+        self.reading = Some(key);
+        self.reading_closed = false;
         let mut on_frame = |frame: &[u8]| self.on_frame(key, frame);
-        let rest = match crate::inbound::split_frames(&leftover, max_frame, &mut on_frame) {
+        let split = crate::inbound::split_frames(&leftover, max_frame, &mut on_frame);
+        self.reading = None;
+        let rest = match split {
             Split::Complete(consumed) | Split::Paused(consumed) => consumed,
             Split::Stopped => return,
             Split::Malformed(error) => {
@@ -628,6 +638,8 @@ impl Service {
         let mut partial = std::mem::take(&mut connection.inbound_partial);
         let mut shared = std::mem::take(&mut self.read_buffer);
         let max_frame = self.config().max_frame;
+        self.reading = Some(key);
+        self.reading_closed = false;
         let result = read_frames(
             &handle.stream,
             &mut partial,
@@ -635,6 +647,7 @@ impl Service {
             max_frame,
             |frame| self.on_frame(key, frame),
         );
+        self.reading = None;
         self.read_buffer = shared;
         if let Some(connection) = self.connections.get_mut(key) {
             connection.inbound_partial = partial;
@@ -728,7 +741,7 @@ impl Service {
             }
         }
         self.batch_work += 1;
-        if !self.connections.contains_key(key) {
+        if self.reading_closed {
             AfterFrame::Stop
         } else if self.batch_over() {
             AfterFrame::Pause
@@ -743,45 +756,59 @@ impl Service {
 
     fn on_publish(&mut self, origin: Origin, frame: &[u8], header: &HeaderView<'_>) {
         let publisher = origin.publisher();
-        // Validate before acting: subject and reply subject (SPEC §6.1). The publisher's last
-        // subject was valid, and is usually this one.
-        let known = publisher.is_some_and(|key| self.router.knows_subject(key, header.subject));
-        if !known {
-            if let Err(error) = validate_subject_bytes(header.subject) {
+        // Validate before acting (SPEC §6.1): the reply subject, then the subject — unless it is
+        // the publisher's last one, which was valid (the router's memo; the common case costs
+        // one lookup and one comparison).
+        if !header.reply_subject.is_empty() {
+            if let Err(error) = validate_reply_subject_bytes(header.reply_subject) {
                 if let Some(key) = publisher {
                     self.misuse(
                         key,
                         ErrorCode::InvalidSubject,
                         0,
-                        header.subject,
-                        &error.to_string(),
+                        header.reply_subject,
+                        &format!("reply subject: {error}"),
                     );
                 }
                 return;
             }
         }
-        if let Err(error) = validate_reply_subject_bytes(header.reply_subject) {
-            if let Some(key) = publisher {
-                self.misuse(
+        let mut refused = None;
+        let routed = self.router.route_checked(
+            origin,
+            frame,
+            header.subject,
+            &mut self.connections,
+            |subject| match validate_subject_bytes(subject) {
+                Err(error) => {
+                    refused = Some(Refused::Invalid(error));
+                    false
+                }
+                Ok(()) if matches!(origin, Origin::Client(_)) && is_gateway_subject(subject) => {
+                    refused = Some(Refused::GatewayRequest);
+                    false
+                }
+                Ok(()) => true,
+            },
+        );
+        let Some(outcome) = routed else {
+            match (refused, publisher) {
+                (Some(Refused::GatewayRequest), Some(key)) => self.on_gateway_request(key, header),
+                (Some(Refused::Invalid(error)), Some(key)) => self.misuse(
                     key,
                     ErrorCode::InvalidSubject,
                     0,
-                    header.reply_subject,
-                    &format!("reply subject: {error}"),
-                );
+                    header.subject,
+                    &error.to_string(),
+                ),
+                _ => {}
             }
             return;
+        };
+        self.batch_work += outcome.visited;
+        if outcome.dropped > 0 || self.router.has_cut_offs() {
+            self.after_route(outcome.dropped, frame.len());
         }
-        if let Origin::Client(key) = origin {
-            if is_gateway_subject(header.subject) {
-                self.on_gateway_request(key, header);
-                return;
-            }
-        }
-        let outcome = self
-            .router
-            .route(origin, frame, header.subject, &mut self.connections);
-        self.after_route(outcome.visited, outcome.dropped, frame.len());
         if !outcome.delivered {
             self.counters.unmatched_publishes += 1;
             if let Origin::Client(key) = origin {
@@ -792,10 +819,9 @@ impl Service {
         }
     }
 
-    /// Counts what routing cost and dropped, and closes the connections it found past their
-    /// bound.
-    fn after_route(&mut self, visited: usize, dropped: usize, frame_len: usize) {
-        self.batch_work += visited;
+    /// Counts what routing dropped, and closes the connections it found past their bound.
+    #[cold]
+    fn after_route(&mut self, dropped: usize, frame_len: usize) {
         if dropped > 0 {
             self.counters.dropped_frames += dropped as u64;
             self.counters.dropped_bytes += (dropped * frame_len) as u64;
@@ -1090,7 +1116,8 @@ impl Service {
                 header.reply_subject,
                 &mut self.connections,
             );
-            self.after_route(outcome.visited, outcome.dropped, frame.len());
+            self.batch_work += outcome.visited;
+            self.after_route(outcome.dropped, frame.len());
         }
     }
 
@@ -1401,6 +1428,9 @@ impl Service {
         let Some(mut connection) = self.connections.remove(key) else {
             return;
         };
+        if self.reading == Some(key) {
+            self.reading_closed = true;
+        }
         self.load
             .connections
             .store(self.connections.len(), Ordering::SeqCst);
@@ -1591,6 +1621,14 @@ impl Service {
         }
         self.report_totals();
     }
+}
+
+/// Why a publish's subject was not routed.
+enum Refused {
+    /// Not a valid subject (SPEC §6.1).
+    Invalid(mm_wire::subject::SubjectError),
+    /// A request to the gateway itself (`_MM.`, SPEC §9).
+    GatewayRequest,
 }
 
 /// How a read went, for the batch.
