@@ -68,6 +68,8 @@
 //!   answer: spin, then sleep), `shared.rs` (the state both front ends use).
 
 mod async_connection;
+mod client;
+mod completion;
 mod connection;
 mod dispatch;
 mod engine;
@@ -76,16 +78,16 @@ mod notification;
 mod outbound;
 mod params;
 mod received;
-mod reply_wait;
 mod requests;
 mod shared;
+mod spin;
 mod status;
 
 pub use async_connection::{AsyncConnection, AsyncSubscription};
 pub use connection::{Connection, Subscription};
 pub use error::{
-    ConnectError, DispatchError, FlushError, InvalidSubject, PublishError, RequestError,
-    SubscribeError,
+    ConnectError, DispatchError, FlushError, InvalidSubject, InvalidUtf8, PublishError,
+    RequestError, SubscribeError,
 };
 pub use notification::{LogLevel, Logger, Notification, NotificationHook};
 pub use params::{

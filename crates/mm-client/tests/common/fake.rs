@@ -81,8 +81,8 @@ impl FakeBehaviour {
 struct Seen {
     /// Every action received, in order.
     actions: Mutex<Vec<Action>>,
-    /// Subjects of the SEND_MESSAGE frames received, in order.
-    published: Mutex<Vec<String>>,
+    /// (subject, reply subject) of the SEND_MESSAGE frames received, in order.
+    published: Mutex<Vec<(String, String)>>,
     /// Bytes that were not a frame (the stream cannot be read past them).
     malformed: Mutex<Vec<String>>,
     /// A handle on every connection accepted and not dropped.
@@ -129,7 +129,20 @@ impl FakeGateway {
 
     /// Subjects of the messages published to the fake so far, in order.
     pub fn published(&self) -> Vec<String> {
-        self.seen.published.lock().unwrap().clone()
+        let published = self.seen.published.lock().unwrap();
+        published
+            .iter()
+            .map(|(subject, _)| subject.clone())
+            .collect()
+    }
+
+    /// The reply subject of the first message published on `subject`, if one arrived.
+    pub fn reply_subject_of(&self, subject: &str) -> Option<String> {
+        let published = self.seen.published.lock().unwrap();
+        published
+            .iter()
+            .find(|(published, _)| published == subject)
+            .map(|(_, reply)| reply.clone())
     }
 
     /// What was wrong with bytes that were not frames (empty: every byte was a frame).
@@ -201,7 +214,11 @@ fn serve(mut stream: TcpStream, behaviour: &FakeBehaviour, stall: bool, seen: &S
                 }
                 Action::SendMessage => {
                     let subject = String::from_utf8_lossy(frame.subject()).into_owned();
-                    seen.published.lock().unwrap().push(subject.clone());
+                    let reply = String::from_utf8_lossy(frame.reply_subject()).into_owned();
+                    seen.published
+                        .lock()
+                        .unwrap()
+                        .push((subject.clone(), reply));
                     if !behaviour.route {
                         continue;
                     }
