@@ -1,7 +1,8 @@
 //! The async front end for tokio users: [`AsyncConnection`] and [`AsyncSubscription`], a
-//! [`Stream`] of messages. Same engine, same semantics as the blocking API; nothing here blocks a
-//! runtime thread (the engine runs on its own thread, and the two meet through runtime-agnostic
-//! `tokio::sync` primitives), so it works on any tokio runtime, current-thread or multi-thread.
+//! [`Stream`] of messages. Same engine, same operation names, same semantics as the blocking API
+//! (each method is one call into [`Client`]); nothing here blocks a runtime thread (the engine
+//! runs on its own thread, and the two meet through runtime-agnostic primitives), so it works on
+//! any tokio runtime, current-thread or multi-thread.
 
 use std::fmt;
 use std::pin::Pin;
@@ -22,6 +23,10 @@ use crate::status::{ConnectionStats, ConnectionStatus, GatewayInfo};
 
 /// A connection to a Messaging Mesh gateway, with an async API.
 ///
+/// The operations have the names and semantics of the blocking [`Connection`]'s — `send`,
+/// `send_with_reply`, `send_reply`, `subscribe`, `send_request`, `flush`, `close` — and are
+/// `async`; a subscription is a [`Stream`] instead of a callback.
+///
 /// Cheap to clone; clones (and [`Connection`]s made with
 /// [`to_blocking`](AsyncConnection::to_blocking)) share one connection. Prefer
 /// [`close`](AsyncConnection::close)`.await` to dropping the last handle: dropping closes too,
@@ -33,12 +38,12 @@ use crate::status::{ConnectionStats, ConnectionStatus, GatewayInfo};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let conn = AsyncConnection::connect(ConnectionParams::new("127.0.0.1:5050", "VULCAN")).await?;
-/// let mut prices = conn.subscribe("PRICES.>")?;
-/// conn.publish("PRICES.IBM", &Message::new().add_f64("px", 123.4)).await?;
+/// let mut prices = conn.subscribe("PRICES.>").await?;
+/// conn.send("PRICES.IBM", &Message::new().add_f64("px", 123.4)).await?;
 /// while let Some(message) = prices.next().await {
 ///     println!("{} {}", message.subject(), message.message());
 /// }
-/// let reply = conn.request("Service.Add", &Message::new(), Duration::from_secs(2)).await?;
+/// let reply = conn.send_request("Service.Add", &Message::new(), Duration::from_secs(2)).await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -67,13 +72,14 @@ impl AsyncConnection {
         Connection::from_handle(self.handle.clone())
     }
 
-    /// Publishes `message` on `subject`; awaits only when the output is at its high-water mark.
-    pub async fn publish(&self, subject: &str, message: &Message) -> Result<(), PublishError> {
+    /// Publishes `message` on `subject` (see [`Connection::send`]); awaits only when the output
+    /// is at its high-water mark.
+    pub async fn send(&self, subject: &str, message: &Message) -> Result<(), PublishError> {
         self.client().publish_async(subject, "", message).await
     }
 
-    /// Publishes with a reply subject.
-    pub async fn publish_with_reply(
+    /// Publishes `message` on `subject` with a reply subject for the receivers to answer on.
+    pub async fn send_with_reply(
         &self,
         subject: &str,
         reply_subject: &str,
@@ -84,18 +90,24 @@ impl AsyncConnection {
             .await
     }
 
-    /// Answers `request` on its reply subject.
-    pub async fn reply(&self, request: &Received, message: &Message) -> Result<(), PublishError> {
+    /// Answers `request` by publishing `message` on its reply subject.
+    pub async fn send_reply(
+        &self,
+        request: &Received,
+        message: &Message,
+    ) -> Result<(), PublishError> {
         let reply_subject = Client::reply_subject_of(request)?;
         self.client()
             .publish_async(reply_subject, "", message)
             .await
     }
 
-    /// Subscribes to `pattern`; messages arrive on the returned stream, which ends when the
-    /// subscription does (dropped, unsubscribed, connection closed). The subscription's pending
-    /// limit bounds how many messages the stream holds unread.
-    pub fn subscribe(&self, pattern: &str) -> Result<AsyncSubscription, SubscribeError> {
+    /// Subscribes to `pattern` (wildcards allowed); messages arrive on the returned stream, which
+    /// ends when the subscription does (dropped, unsubscribed, connection closed). The
+    /// subscription's pending limit bounds how many messages the stream holds unread. Like
+    /// [`Connection::subscribe`], it returns once the SUBSCRIBE is queued; use
+    /// [`flush`](AsyncConnection::flush) to know that the gateway has it.
+    pub async fn subscribe(&self, pattern: &str) -> Result<AsyncSubscription, SubscribeError> {
         let (subscribed, receiver) = self.client().subscribe_stream(pattern)?;
         Ok(AsyncSubscription {
             subscribed,
@@ -104,14 +116,48 @@ impl AsyncConnection {
     }
 
     /// Sends a request and awaits the first reply, up to `timeout` (see
-    /// [`Connection::send_request`] for the errors).
-    pub async fn request(
+    /// [`Connection::send_request`] for the errors). Never spins: the task simply awaits.
+    pub async fn send_request(
         &self,
         subject: &str,
         message: &Message,
         timeout: Duration,
     ) -> Result<Received, RequestError> {
         self.client().request_async(subject, message, timeout).await
+    }
+
+    /// Former name of [`send`](AsyncConnection::send).
+    #[deprecated(note = "renamed `send`, as on the blocking `Connection`")]
+    pub async fn publish(&self, subject: &str, message: &Message) -> Result<(), PublishError> {
+        self.send(subject, message).await
+    }
+
+    /// Former name of [`send_with_reply`](AsyncConnection::send_with_reply).
+    #[deprecated(note = "renamed `send_with_reply`, as on the blocking `Connection`")]
+    pub async fn publish_with_reply(
+        &self,
+        subject: &str,
+        reply_subject: &str,
+        message: &Message,
+    ) -> Result<(), PublishError> {
+        self.send_with_reply(subject, reply_subject, message).await
+    }
+
+    /// Former name of [`send_reply`](AsyncConnection::send_reply).
+    #[deprecated(note = "renamed `send_reply`, as on the blocking `Connection`")]
+    pub async fn reply(&self, request: &Received, message: &Message) -> Result<(), PublishError> {
+        self.send_reply(request, message).await
+    }
+
+    /// Former name of [`send_request`](AsyncConnection::send_request).
+    #[deprecated(note = "renamed `send_request`, as on the blocking `Connection`")]
+    pub async fn request(
+        &self,
+        subject: &str,
+        message: &Message,
+        timeout: Duration,
+    ) -> Result<Received, RequestError> {
+        self.send_request(subject, message, timeout).await
     }
 
     /// A new unique inbox subject (see [`Connection::create_inbox`]).
@@ -140,9 +186,19 @@ impl AsyncConnection {
         self.client().status()
     }
 
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.status() == ConnectionStatus::Closed
+    }
+
     /// The gateway currently (or last) connected to.
     pub fn gateway(&self) -> Option<GatewayInfo> {
         self.client().gateway()
+    }
+
+    /// The service this connection belongs to.
+    pub fn service(&self) -> &str {
+        self.client().params().service()
     }
 
     /// The connection's counters.

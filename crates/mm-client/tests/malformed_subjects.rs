@@ -106,7 +106,7 @@ async fn a_stream_subscription_reports_non_utf8_subjects_too() {
         AsyncConnection::connect(recorder.install(ConnectionParams::new(fake.address(), SERVICE)))
             .await
             .unwrap();
-    let mut stream = connection.subscribe(">").unwrap();
+    let mut stream = connection.subscribe(">").await.unwrap();
     connection.flush(PATIENCE).await.unwrap();
     let id = stream.id();
 
