@@ -726,10 +726,7 @@ impl Batch {
                     shared,
                     Debug,
                     "ignored a frame with action {}",
-                    other.map_or_else(
-                        || parts.header(&frame).action_byte.to_string(),
-                        |a| a.to_string()
-                    )
+                    other.map_or_else(|| parts.action_byte().to_string(), |a| a.to_string())
                 );
             }
         }
@@ -741,7 +738,7 @@ impl Batch {
         let subscription_id = header.subscription_id;
         let utf8 = self.check_utf8(header.subject, header.reply_subject);
         if subscription_id == INBOX_SUBSCRIPTION_ID {
-            self.on_reply(shared, &frame, parts, utf8);
+            Self::on_reply(shared, frame, parts, utf8);
             return;
         }
         if !self.select(shared, subscription_id) {
@@ -761,8 +758,8 @@ impl Batch {
         match utf8.map(|()| header.validate_body(&frame)) {
             Ok(Ok(())) => {
                 entry.add_pending(1, size);
-                let received = Received::new(frame.clone(), parts);
-                self.streamed.push((entry.clone(), received));
+                self.streamed
+                    .push((entry.clone(), Received::new(frame, parts)));
             }
             Ok(Err(error)) => report_undecodable(shared, &header, error),
             Err(error) => report_invalid_utf8(shared, subscription_id, error),
@@ -770,14 +767,8 @@ impl Batch {
     }
 
     /// A message on the request inbox: completes the request it answers.
-    fn on_reply(
-        &mut self,
-        shared: &Shared,
-        frame: &Bytes,
-        parts: FrameParts,
-        utf8: Result<(), InvalidUtf8>,
-    ) {
-        let header = parts.header(frame);
+    fn on_reply(shared: &Shared, frame: Bytes, parts: FrameParts, utf8: Result<(), InvalidUtf8>) {
+        let header = parts.header(&frame);
         let Some(number) = shared.requests.reply_number(header.subject) else {
             match utf8 {
                 Err(error) => report_invalid_utf8(shared, header.subscription_id, error),
@@ -794,13 +785,11 @@ impl Batch {
                 report_invalid_utf8(shared, header.subscription_id, error.clone());
                 Outcome::InvalidUtf8(error)
             }
-            Ok(()) => match Message::decode(&parts.body(frame)) {
-                Ok(message) => {
-                    Outcome::Reply(Received::with_message(frame.clone(), parts, message))
-                }
+            Ok(()) => match Message::decode(&parts.body(&frame)) {
+                Ok(message) => Outcome::Reply(Received::with_message(frame, parts, message)),
                 Err(error) => {
                     // The same error, with its offset counted from the start of the frame.
-                    let error = header.validate_body(frame).err().unwrap_or(error);
+                    let error = header.validate_body(&frame).err().unwrap_or(error);
                     report_undecodable(shared, &header, error);
                     Outcome::Undecodable(error)
                 }

@@ -54,6 +54,11 @@ impl FrameParts {
         Action::from_byte(self.action_byte)
     }
 
+    /// The raw action byte.
+    pub(crate) fn action_byte(&self) -> u8 {
+        self.action_byte
+    }
+
     /// The subscription id in the header.
     pub(crate) fn subscription_id(&self) -> u32 {
         self.subscription_id
