@@ -29,8 +29,10 @@ fn publishes_are_coalesced_far_fewer_writes_than_frames() {
     let writes = after.write_calls - before.write_calls;
     println!("{frames} frames, {writes} write calls");
     assert!(frames > PUBLISHES as u64, "frames {frames}");
+    // Typically 20-60 frames per write; on a loaded machine (other builds sharing the two cores)
+    // runs down to 9 were seen. One write per frame would be 100 000.
     assert!(
-        writes * 10 < frames,
+        writes * 4 < frames,
         "not coalesced: {frames} frames took {writes} write calls"
     );
     // Everything queued was written: the flush's PONG proves its PING went out, and all before.
