@@ -264,8 +264,7 @@ async fn handshake(params: &ConnectionParams) -> Result<Session, ConnectError> {
         action: Action::Connect,
     };
     let mut connect = Vec::new();
-    encode_frame(&mut connect, &header, &options.to_message())
-        .map_err(|error| io_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, error)))?;
+    encode_frame(&mut connect, &header, &options.to_message()).map_err(ConnectError::Encode)?;
     stream.write_all(&connect).await.map_err(io_error)?;
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
     let protocol_error = |error| ConnectError::Protocol {

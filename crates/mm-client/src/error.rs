@@ -168,6 +168,9 @@ pub enum ConnectError {
         /// What was wrong.
         error: DecodeError,
     },
+    /// The CONNECT frame cannot be encoded (its options do not fit the wire format).
+    #[error("the CONNECT frame cannot be encoded: {0}")]
+    Encode(EncodeError),
     /// The operating system's secure random source failed (the request inbox needs it).
     #[deprecated(note = "never returned; the library returns `ConnectError::SecureRandom`")]
     #[error("no secure random source for the request inbox: {0}")]

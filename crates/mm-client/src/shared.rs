@@ -1,10 +1,10 @@
 //! The state of one connection that its engine thread, its dispatch thread and its front ends
 //! share: the output buffer, the subscription table, the dispatch queue, the request inbox, the
 //! notifier, the counters, and how closing is signalled. The operations the front ends use live in
-//! [`crate::client`]; the engine reads and writes this state directly.
+//! `client.rs`, above this module; the engine reads and writes this state directly.
 //!
 //! Who holds it: an `Arc<Shared>` is held by the engine thread, the dispatch thread (callback
-//! mode), every [`Client`](crate::client::Client) (so every application handle), every
+//! mode), every `Client` (so every application handle), every
 //! subscription handle and every async stream. It is dropped when the last of them is gone —
 //! after the connection is closed, since the engine thread only returns then.
 

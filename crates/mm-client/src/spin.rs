@@ -3,7 +3,7 @@
 //! A round trip through a gateway on the same host or LAN takes tens of microseconds. Putting the
 //! waiting thread to sleep and waking it when the engine has the reply costs about as much again:
 //! a futex wake, a context switch and — on a virtual machine — waking an idle virtual CPU. So a
-//! blocking waiter first polls its [`Completion`](crate::completion::Completion) for up to the
+//! blocking waiter first polls its answer (a `Completion`, which uses this policy) for up to the
 //! connection's spin window (default [`DEFAULT_REQUEST_SPIN`](crate::DEFAULT_REQUEST_SPIN)) and
 //! sleeps only if the answer has not arrived.
 //!
