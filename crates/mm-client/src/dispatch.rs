@@ -246,6 +246,7 @@ pub(crate) struct DispatchBatch {
 impl DispatchBatch {
     /// Appends the frame at `offset..offset + length` of the read, whose parts are `parts`, for
     /// `entry`, extending the last run when it is the same subscription.
+    #[inline]
     pub(crate) fn push(
         &mut self,
         entry: &Arc<SubscriptionEntry>,

@@ -677,7 +677,7 @@ impl Batch {
         header: &HeaderView<'_>,
         parts: FrameParts,
     ) {
-        let utf8 = self.check_utf8(header.subject, header.reply_subject);
+        let utf8 = self.subjects_are_utf8(header.subject, header.reply_subject);
         let Some(entry) = &self.last else {
             return;
         };
@@ -689,16 +689,20 @@ impl Batch {
             report_dropped(shared, entry, report, dropped);
             return;
         }
-        match utf8.map(|()| header.validate_body(frame)) {
-            Ok(Ok(())) => self.queued.push(entry, offset, size, parts),
-            Ok(Err(error)) => report_undecodable(shared, header, error),
-            Err(error) => report_invalid_utf8(shared, header.subscription_id, error),
+        if !utf8 {
+            let error = invalid_utf8(header.subject, header.reply_subject);
+            report_invalid_utf8(shared, header.subscription_id, error);
+            return;
+        }
+        match header.validate_body(frame) {
+            Ok(()) => self.queued.push(entry, offset, size, parts),
+            Err(error) => report_undecodable(shared, header, error),
         }
     }
 
     /// Handles one frame from the gateway that was not handled in place.
     fn handle(&mut self, shared: &Shared, frame: Bytes, parts: FrameParts) {
-        match parts.action() {
+        match parts.action(&frame) {
             Some(Action::SendMessage) => self.on_message(shared, frame, parts),
             Some(Action::Ping) => {
                 let body = parts.body(&frame);
@@ -725,7 +729,7 @@ impl Batch {
                     shared,
                     Debug,
                     "ignored a frame with action {}",
-                    other.map_or_else(|| parts.action_byte().to_string(), |a| a.to_string())
+                    other.map_or_else(|| parts.action_byte(&frame).to_string(), |a| a.to_string())
                 );
             }
         }
@@ -803,22 +807,32 @@ impl Batch {
         }
     }
 
-    /// Checks that a frame's subject and reply subject are UTF-8. Consecutive messages usually
-    /// share a subject: the last one found valid is remembered and compared first.
+    /// Checks that a frame's subject and reply subject are UTF-8.
+    #[inline]
     fn check_utf8(&mut self, subject: &[u8], reply: &[u8]) -> Result<(), InvalidUtf8> {
-        if self.last_valid_subject.as_slice() != subject {
-            InvalidUtf8::check_subject(subject)?;
-            self.last_valid_subject.clear();
-            self.last_valid_subject.extend_from_slice(subject);
-        }
-        if reply.is_empty() {
+        if self.subjects_are_utf8(subject, reply) {
             Ok(())
         } else {
-            InvalidUtf8::check_reply_subject(reply)
+            Err(invalid_utf8(subject, reply))
         }
     }
 
+    /// Whether a frame's subject and reply subject are UTF-8. Consecutive messages usually
+    /// share a subject: the last one found valid is remembered and compared first.
+    #[inline]
+    fn subjects_are_utf8(&mut self, subject: &[u8], reply: &[u8]) -> bool {
+        if self.last_valid_subject.as_slice() != subject {
+            if std::str::from_utf8(subject).is_err() {
+                return false;
+            }
+            self.last_valid_subject.clear();
+            self.last_valid_subject.extend_from_slice(subject);
+        }
+        reply.is_empty() || std::str::from_utf8(reply).is_ok()
+    }
+
     /// Makes `last` the live subscription with this id; false if there is none.
+    #[inline]
     fn select(&mut self, shared: &Shared, id: u32) -> bool {
         if let Some(last) = &self.last {
             if last.id == id && last.is_active() {
@@ -854,6 +868,7 @@ impl Batch {
 }
 
 /// The first drop of an overflow: logged and handed to the hook (later ones are only counted).
+#[cold]
 fn report_dropped(shared: &Shared, entry: &SubscriptionEntry, report: bool, dropped: u64) {
     Counters::add(&shared.counters.messages_dropped, 1);
     if !report {
@@ -882,7 +897,7 @@ fn on_error(shared: &Shared, frame: &Bytes, parts: FrameParts) {
     let code = body.try_string("code").unwrap_or_default().to_owned();
     let text = body.try_string("text").unwrap_or_default().to_owned();
     let subject = String::from_utf8_lossy(parts.subject(frame)).into_owned();
-    let subscription_id = parts.subscription_id();
+    let subscription_id = parts.subscription_id(frame);
     log!(
         shared,
         Warn,
@@ -896,7 +911,24 @@ fn on_error(shared: &Shared, frame: &Bytes, parts: FrameParts) {
     });
 }
 
+/// Which of a frame's subjects is not UTF-8 (one of them is not).
+#[cold]
+fn invalid_utf8(subject: &[u8], reply: &[u8]) -> InvalidUtf8 {
+    match InvalidUtf8::check_subject(subject) {
+        Err(error) => error,
+        Ok(()) => {
+            InvalidUtf8::check_reply_subject(reply)
+                .err()
+                .unwrap_or(InvalidUtf8::ReplySubject {
+                    lossy: String::from_utf8_lossy(reply).into_owned(),
+                    valid_up_to: reply.len(),
+                })
+        }
+    }
+}
+
 /// A delivered message whose body does not decode: counted, logged, handed to the hook.
+#[cold]
 fn report_undecodable(shared: &Shared, header: &HeaderView<'_>, error: DecodeError) {
     Counters::add(&shared.counters.undecodable_messages, 1);
     let subject = String::from_utf8_lossy(header.subject).into_owned();
@@ -914,6 +946,7 @@ fn report_undecodable(shared: &Shared, header: &HeaderView<'_>, error: DecodeErr
 
 /// A delivered message whose subject or reply subject is not UTF-8: counted (as undecodable),
 /// logged, handed to the hook.
+#[cold]
 fn report_invalid_utf8(shared: &Shared, subscription_id: u32, error: InvalidUtf8) {
     Counters::add(&shared.counters.undecodable_messages, 1);
     log!(

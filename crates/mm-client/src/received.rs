@@ -5,82 +5,97 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use mm_wire::header::SUBSCRIPTION_ID_OFFSET;
 use mm_wire::{Action, Frame, HeaderView, Message};
 
 /// Where the header fields of a received frame lie, as found by the engine's one parse of the
 /// header. Nothing downstream parses the header again: a [`Received`] reads its subject, reply
-/// subject and body through these offsets. Offsets count from the first byte of the frame;
-/// invariant: every range lies within the frame it was found in.
+/// subject and body through these offsets.
+///
+/// The header is `length i32 | subscription_id u32 | subject str | reply_subject str | action u8`
+/// with `str` = an `i32` byte count and the bytes (SPEC §3): the subject always starts at byte
+/// [`SUBJECT_OFFSET`], so the ends of the two strings — the only two things a parse finds out —
+/// place every field. Two integers keep the dispatch batch and [`Received`] small. Invariant:
+/// `SUBJECT_OFFSET <= subject_end`, `subject_end + 4 <= reply_end < frame length` for the frame
+/// they were found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FrameParts {
-    subscription_id: u32,
-    subject: (u32, u32),
-    reply_subject: (u32, u32),
-    body_offset: u32,
-    action_byte: u8,
+    /// Offset just past the subject.
+    subject_end: u32,
+    /// Offset just past the reply subject; the action byte is there.
+    reply_end: u32,
 }
+
+/// Where the subject starts in every frame: after the length, the subscription id and the
+/// subject's own length.
+pub(crate) const SUBJECT_OFFSET: usize = SUBSCRIPTION_ID_OFFSET + 4 + STR_LENGTH_SIZE;
+
+/// Size of a string's length prefix.
+const STR_LENGTH_SIZE: usize = 4;
 
 impl FrameParts {
     /// The parts of `frame` (one whole frame, at most `i32::MAX` bytes), from `header`, parsed
     /// from that very slice.
     pub(crate) fn of(frame: &[u8], header: &HeaderView<'_>) -> FrameParts {
         let base = frame.as_ptr() as usize;
-        let range = |part: &[u8]| {
-            let start = part.as_ptr() as usize - base;
-            (start as u32, (start + part.len()) as u32)
+        let end = |part: &[u8]| part.as_ptr() as usize - base + part.len();
+        let parts = FrameParts {
+            subject_end: end(header.subject) as u32,
+            reply_end: end(header.reply_subject) as u32,
         };
-        FrameParts {
-            subscription_id: header.subscription_id,
-            subject: range(header.subject),
-            reply_subject: range(header.reply_subject),
-            body_offset: header.body_offset as u32,
-            action_byte: header.action_byte,
-        }
+        debug_assert_eq!(parts.header(frame), *header, "the header layout of SPEC §3");
+        parts
     }
 
     /// The header of `frame`, the frame these parts were found in, without parsing it again.
     pub(crate) fn header<'a>(&self, frame: &'a [u8]) -> HeaderView<'a> {
         HeaderView {
-            subscription_id: self.subscription_id,
+            subscription_id: self.subscription_id(frame),
             subject: self.subject(frame),
             reply_subject: self.reply_subject(frame),
-            action_byte: self.action_byte,
-            body_offset: self.body_offset as usize,
+            action_byte: self.action_byte(frame),
+            body_offset: self.reply_end as usize + 1,
         }
     }
 
-    /// The action, or `None` for an unknown action byte.
-    pub(crate) fn action(&self) -> Option<Action> {
-        Action::from_byte(self.action_byte)
+    /// The action of `frame`, or `None` for an unknown action byte.
+    pub(crate) fn action(&self, frame: &[u8]) -> Option<Action> {
+        Action::from_byte(self.action_byte(frame))
     }
 
-    /// The raw action byte.
-    pub(crate) fn action_byte(&self) -> u8 {
-        self.action_byte
+    /// The raw action byte of `frame`.
+    pub(crate) fn action_byte(&self, frame: &[u8]) -> u8 {
+        frame
+            .get(self.reply_end as usize)
+            .copied()
+            .unwrap_or_default()
     }
 
-    /// The subscription id in the header.
-    pub(crate) fn subscription_id(&self) -> u32 {
-        self.subscription_id
+    /// The subscription id in the header of `frame` (a fixed field: read, not parsed).
+    pub(crate) fn subscription_id(&self, frame: &[u8]) -> u32 {
+        frame
+            .get(SUBSCRIPTION_ID_OFFSET..SUBSCRIPTION_ID_OFFSET + 4)
+            .and_then(|bytes| bytes.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
     }
 
     /// The subject bytes of `frame`, the frame these parts were found in.
     pub(crate) fn subject<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
         frame
-            .get(self.subject.0 as usize..self.subject.1 as usize)
+            .get(SUBJECT_OFFSET..self.subject_end as usize)
             .unwrap_or_default()
     }
 
     /// The reply subject bytes of `frame` (empty for none).
     pub(crate) fn reply_subject<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
         frame
-            .get(self.reply_subject.0 as usize..self.reply_subject.1 as usize)
+            .get(self.subject_end as usize + STR_LENGTH_SIZE..self.reply_end as usize)
             .unwrap_or_default()
     }
 
     /// The body of `frame`: every byte after the header, shared.
     pub(crate) fn body(&self, frame: &Bytes) -> Bytes {
-        frame.slice((self.body_offset as usize).min(frame.len())..)
+        frame.slice((self.reply_end as usize + 1).min(frame.len())..)
     }
 }
 
@@ -103,8 +118,9 @@ pub struct Received {
     parts: FrameParts,
     /// The decoded body, once asked for.
     message: OnceLock<Message>,
-    /// The frame as an `mm_wire::Frame`, once asked for.
-    frame: OnceLock<Frame>,
+    /// The frame as an `mm_wire::Frame`, once asked for (boxed: rarely asked for, and a
+    /// `Received` is moved on every delivery).
+    frame: OnceLock<Box<Frame>>,
 }
 
 impl Received {
@@ -164,15 +180,17 @@ impl Received {
 
     /// The id of the subscription it was delivered to (as stamped by the gateway).
     pub fn subscription_id(&self) -> u32 {
-        self.parts.subscription_id
+        self.parts.subscription_id(&self.bytes)
     }
 
     /// The frame as received, header included, as an [`mm_wire::Frame`]. That view is built on
     /// the first call (the message's own accessors never need it).
     pub fn frame(&self) -> &Frame {
         self.frame.get_or_init(|| {
-            Frame::parse(self.bytes.clone())
-                .expect("the engine parsed these very bytes as one whole frame")
+            Box::new(
+                Frame::parse(self.bytes.clone())
+                    .expect("the engine parsed these very bytes as one whole frame"),
+            )
         })
     }
 
@@ -234,6 +252,7 @@ mod tests {
         assert_eq!(received.frame().subject(), b"PRICES.IBM");
         assert_eq!(received.frame_bytes().as_ref(), &bytes[..]);
         assert_eq!(parts.header(&bytes), view);
-        assert_eq!(parts.action(), Some(Action::SendMessage));
+        assert_eq!(parts.action(&bytes), Some(Action::SendMessage));
+        assert_eq!(parts.subscription_id(&bytes), 9);
     }
 }
