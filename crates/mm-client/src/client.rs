@@ -179,6 +179,11 @@ impl Client {
     ) -> Result<Received, RequestError> {
         let start = Instant::now();
         self.check_request(subject)?;
+        if let Some(session) = self.inbox_unconfirmed() {
+            self.flush(timeout.saturating_sub(start.elapsed()), true)
+                .map_err(|error| confirm_error(error, subject, timeout))?;
+            self.inbox_confirmed(session);
+        }
         let (awaiting, reply_subject) = Awaiting::reply(&self.shared, start);
         self.publish(subject, &reply_subject, message)?;
         request_result(awaiting.wait_blocking(timeout), subject, timeout)
@@ -193,9 +198,35 @@ impl Client {
     ) -> Result<Received, RequestError> {
         let start = Instant::now();
         self.check_request(subject)?;
+        if let Some(session) = self.inbox_unconfirmed() {
+            self.flush_async(timeout.saturating_sub(start.elapsed()), true)
+                .await
+                .map_err(|error| confirm_error(error, subject, timeout))?;
+            self.inbox_confirmed(session);
+        }
         let (mut awaiting, reply_subject) = Awaiting::reply(&self.shared, start);
         self.publish_async(subject, &reply_subject, message).await?;
         request_result(awaiting.wait(timeout).await, subject, timeout)
+    }
+
+    /// The session whose inbox still needs confirming before a request, if any. A reply from a
+    /// responder on another gateway travels back only once that gateway has this connection's
+    /// inbox subscription, which crosses the mesh on a different link than the request: so the
+    /// first request of each session is preceded by a mesh-wide flush (one round trip; later
+    /// requests pay nothing). MM/1 gateways have no mesh-wide flush.
+    fn inbox_unconfirmed(&self) -> Option<u64> {
+        if self.shared.protocol() == Protocol::Mm1 {
+            return None;
+        }
+        let session = self.shared.outbound.session();
+        (self.shared.inbox_confirmed.load(Ordering::Acquire) != session).then_some(session)
+    }
+
+    /// The inbox is live across the mesh for `session`.
+    fn inbox_confirmed(&self, session: u64) {
+        self.shared
+            .inbox_confirmed
+            .store(session, Ordering::Release);
     }
 
     /// Checks that a request can start now: valid subject, connected.
@@ -543,6 +574,18 @@ fn flush_result(waited: Result<Outcome, WaitFailed>, timeout: Duration) -> Resul
         ) => Err(FlushError::Disconnected),
         Ok(Outcome::Closed) | Err(WaitFailed::Abandoned) => Err(FlushError::Closed),
         Err(WaitFailed::Timeout) => Err(FlushError::Timeout { timeout }),
+    }
+}
+
+/// A request whose inbox could not be confirmed across the mesh fails as the request would have.
+fn confirm_error(error: FlushError, subject: &str, timeout: Duration) -> RequestError {
+    match error {
+        FlushError::Timeout { .. } => RequestError::Timeout {
+            subject: subject.to_owned(),
+            timeout,
+        },
+        FlushError::Disconnected => RequestError::Disconnected,
+        FlushError::Closed => RequestError::Closed,
     }
 }
 

@@ -487,6 +487,11 @@ impl Outbound {
         self.drained_async.notify_waiters();
     }
 
+    /// The current session's number: it changes whenever a session is opened or lost.
+    pub(crate) fn session(&self) -> u64 {
+        self.lock().session
+    }
+
     /// After an ACK: puts `prefix` (the renewed subscriptions) in front of whatever was buffered
     /// while reconnecting, and opens the link. `build_prefix` runs under the lock, so no interest
     /// change can slip between the table snapshot and the link opening; it returns how many

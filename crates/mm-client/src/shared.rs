@@ -9,7 +9,7 @@
 //! after the connection is closed, since the engine thread only returns then.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -60,6 +60,9 @@ pub(crate) struct Shared {
     pub(crate) next_subscription_id: AtomicU32,
     /// The current gateway, from its last ACK.
     pub(crate) gateway: Mutex<Option<GatewayInfo>>,
+    /// The session (`Outbound::session`) in which the request inbox was confirmed live across
+    /// the mesh; 0 = none yet.
+    pub(crate) inbox_confirmed: AtomicU64,
     /// Set once `close` was asked for (or the connection gave up).
     closing: AtomicBool,
     /// Wakes the engine out of a reconnect delay or dial when `close` is asked for.
@@ -103,6 +106,7 @@ impl Shared {
             counters: Counters::default(),
             next_subscription_id: AtomicU32::new(INBOX_SUBSCRIPTION_ID + 1),
             gateway: Mutex::new(None),
+            inbox_confirmed: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             close_requested: Notify::new(),
             finished: Mutex::new(false),
