@@ -4,16 +4,25 @@
 //!   `mm-gateway listening on ADDR:PORT` line, keeps its log, and stops it on drop.
 //! * [`RawClient`] speaks the wire protocol frame by frame over a blocking socket, built only on
 //!   `mm-wire`: conformance tests see exactly the bytes the gateway sends.
+//! * [`HealthyStream`] is a group of well-behaved clients (one publisher, two subscribers) that
+//!   records loss, order and stalls while a test abuses the gateway; [`ProcessStatus`] and
+//!   [`MemoryGuard`] read and cap what the gateway process costs.
+//! * [`reliability`] holds the abuse scenarios' figures and renders `docs/reliability.md`.
 //! * [`wait_until`] polls a condition with a deadline, for the rare cases where no flush (PING/PONG)
 //!   can serve as the synchronisation point.
 
 mod gateway;
+mod healthy_stream;
 pub mod mesh;
+pub mod process;
 mod raw_client;
+pub mod reliability;
 
 pub use gateway::{GatewayProcess, binary_path, free_port, write_config};
+pub use healthy_stream::{HealthyStream, HealthyStreamOptions, StreamReport};
 pub use mesh::MeshProcesses;
-pub use raw_client::{RawClient, RawClientOptions};
+pub use process::{GuardReport, MemoryGuard, ProcessStatus};
+pub use raw_client::{RawClient, RawClientOptions, Received};
 
 use std::time::{Duration, Instant};
 
