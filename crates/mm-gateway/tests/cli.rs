@@ -84,5 +84,13 @@ fn address_in_use_is_an_error() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    // The address is named, and the operating system's reason is printed once.
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert_eq!(
+        stderr.matches("in use").count(),
+        1,
+        "the error is printed once: {stderr}"
+    );
 }
