@@ -19,6 +19,8 @@ pub struct ProcessStatus {
     pub data_kib: u64,
     /// Threads (`Threads`).
     pub threads: u64,
+    /// Whether the process is alive: it exists and is not a zombie (`State`).
+    pub alive: bool,
 }
 
 impl ProcessStatus {
@@ -37,6 +39,10 @@ impl ProcessStatus {
             peak_rss_kib: field("VmHWM:"),
             data_kib: field("VmData:"),
             threads: field("Threads:"),
+            alive: text
+                .lines()
+                .find_map(|line| line.strip_prefix("State:"))
+                .is_some_and(|state| !matches!(state.trim_start().chars().next(), Some('Z' | 'X'))),
         }
     }
 }
@@ -285,7 +291,7 @@ mod tests {
     fn reads_this_process() {
         let status = ProcessStatus::read(std::process::id());
         assert!(status.rss_kib > 0 && status.peak_rss_kib >= status.rss_kib);
-        assert!(status.threads >= 1 && status.data_kib > 0);
+        assert!(status.threads >= 1 && status.data_kib > 0 && status.alive);
         assert!(open_fds(std::process::id()) >= 3);
         assert_eq!(ProcessStatus::read(u32::MAX), ProcessStatus::default());
         assert!(ThreadId::current().run_queue_wait().is_some());

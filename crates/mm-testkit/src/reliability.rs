@@ -148,9 +148,15 @@ pub fn render_page(columns: &[Column<'_>]) -> String {
                     report
                         .healthy_lost
                         .map_or("—".to_owned(), |n| n.to_string()),
-                    report
-                        .rss_after_mib
-                        .map_or("—".to_owned(), |mib| format!("{mib:.0} MiB")),
+                    match report.rss_after_mib {
+                        Some(mib) => format!("{mib:.0} MiB"),
+                        None if report.gateway.starts_with("killed")
+                            || report.gateway.starts_with("died") =>
+                        {
+                            format!("gateway {}", report.gateway)
+                        }
+                        None => "—".to_owned(),
+                    },
                     if report.passed() {
                         "pass".to_owned()
                     } else {

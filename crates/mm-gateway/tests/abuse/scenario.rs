@@ -197,6 +197,9 @@ impl Scenario {
         after: &str,
     ) -> bool {
         let started = Instant::now();
+        if !Self::alive(gateway) {
+            return self.check(false, format!("RSS after {after}: the gateway is gone"));
+        }
         let mut rss = gateway.status().rss_kib;
         let recovered = wait_until_every(RSS_RECOVERY, Duration::from_millis(50), || {
             rss = gateway.status().rss_kib;
@@ -233,6 +236,11 @@ impl Scenario {
                 );
             }
         }
+    }
+
+    /// Whether the gateway process still runs (without recording anything).
+    pub(crate) fn alive(gateway: &GatewayProcess) -> bool {
+        gateway.status().alive
     }
 
     /// Records whether the gateway is still running.
