@@ -268,6 +268,34 @@ impl GatewayProcess {
         GatewayLauncher::new().start(args)
     }
 
+    /// Starts `mm-gateway --port 0 --bind 127.0.0.1` plus `args` with at most `limit` open
+    /// descriptors: soft and hard `RLIMIT_NOFILE` are both set before it runs (the gateway raises
+    /// its soft limit to the hard one at start, so the hard limit is what counts).
+    pub fn start_with_open_file_limit(limit: u64, args: &[&str]) -> GatewayProcess {
+        use std::os::unix::process::CommandExt;
+        let mut all = vec!["--port", "0", "--bind", "127.0.0.1"];
+        all.extend_from_slice(args);
+        let mut command = Command::new(binary_path("mm-gateway"));
+        command.args(&all);
+        let limit = libc::rlimit {
+            rlim_cur: limit as libc::rlim_t,
+            rlim_max: limit as libc::rlim_t,
+        };
+        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+        // which is async-signal-safe, on a struct it owns; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Self::start_command(command, &all)
+            .unwrap_or_else(|error| panic!("gateway did not start: {error}"))
+    }
+
     /// Starts `mm-gateway` inside network namespace `namespace` (`ip netns exec`).
     pub fn start_in_namespace(namespace: &str, args: &[&str]) -> Result<GatewayProcess, String> {
         GatewayLauncher::new().in_namespace(namespace).start(args)
@@ -303,6 +331,19 @@ impl GatewayProcess {
         self.log.lock().map(|log| log.clone()).unwrap_or_default()
     }
 
+    /// Bytes the gateway has written to stderr so far (cheap: no copy).
+    pub fn log_len(&self) -> usize {
+        self.log.lock().map(|log| log.len()).unwrap_or(0)
+    }
+
+    /// What the gateway logged after the first `offset` bytes (see [`GatewayProcess::log_len`]).
+    pub fn log_since(&self, offset: usize) -> String {
+        self.log
+            .lock()
+            .map(|log| log.get(offset..).unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    }
+
     /// Waits until the log contains `text`.
     pub fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
         crate::wait_until(timeout, || self.log().contains(text))
@@ -318,6 +359,53 @@ impl GatewayProcess {
             .and_then(|value| value.split_whitespace().next())
             .and_then(|value| value.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Memory and threads, from `/proc/PID/status`.
+    pub fn status(&self) -> crate::ProcessStatus {
+        crate::ProcessStatus::read(self.pid())
+    }
+
+    /// Open file descriptors, from `/proc/PID/fd`.
+    pub fn open_fds(&self) -> u64 {
+        crate::process::open_fds(self.pid())
+    }
+
+    /// Resets the peak resident size the kernel reports (`VmHWM`) to the current size.
+    pub fn reset_peak_rss(&self) -> bool {
+        crate::process::reset_peak_rss(self.pid())
+    }
+
+    /// The exit status, if the process has ended (by itself, or killed).
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the exit. `Ok((status, elapsed))` if it exited
+    /// by itself in time; otherwise it is killed with SIGKILL and `Err(limit)` comes back.
+    pub fn terminate_within(
+        &mut self,
+        limit: Duration,
+    ) -> Result<(ExitStatus, Duration), Duration> {
+        self.resume();
+        let started = Instant::now();
+        self.send_signal(libc::SIGTERM);
+        let Some(mut child) = self.child.take() else {
+            return Err(Duration::ZERO);
+        };
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Ok((status, started.elapsed()));
+            }
+            if started.elapsed() >= limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(limit);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -9,20 +9,29 @@
 //!   when the returned [`ConfigFile`] is dropped: test runs leave nothing behind.
 //! * [`RawClient`] speaks the wire protocol frame by frame over a blocking socket, built only on
 //!   `mm-wire`: conformance tests see exactly the bytes the gateway sends.
+//! * [`HealthyStream`] is a group of well-behaved clients (one publisher, two subscribers) that
+//!   records loss, order and stalls while a test abuses the gateway; [`ProcessStatus`] and
+//!   [`MemoryGuard`] read and cap what the gateway process costs.
+//! * [`reliability`] holds the abuse scenarios' figures and renders `docs/reliability.md`.
 //! * [`wait_until`] polls a condition with a deadline, for the rare cases where no flush (PING/PONG)
 //!   can serve as the synchronisation point.
 
 mod child_process;
 mod gateway;
+mod healthy_stream;
 pub mod mesh;
+pub mod process;
 mod raw_client;
+pub mod reliability;
 
 pub use child_process::ChildProcess;
 pub use gateway::{
     ConfigFile, GatewayLauncher, GatewayProcess, binary_path, free_port, write_config,
 };
+pub use healthy_stream::{HealthyStream, HealthyStreamOptions, StreamReport};
 pub use mesh::MeshProcesses;
-pub use raw_client::{RawClient, RawClientOptions};
+pub use process::{GuardReport, MemoryGuard, ProcessStatus};
+pub use raw_client::{RawClient, RawClientOptions, Received};
 
 use std::time::{Duration, Instant};
 

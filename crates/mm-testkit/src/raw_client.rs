@@ -11,6 +11,9 @@ use mm_wire::{Action, DEFAULT_MAX_FRAME, Frame, FrameDecoder, Header, Message, e
 
 use crate::PATIENCE;
 
+/// How long [`RawClient::stats`] waits before asking again a gateway that rate-limited it.
+const STATS_RETRY: Duration = Duration::from_millis(300);
+
 /// How a [`RawClient`] connects.
 #[derive(Debug, Clone)]
 pub struct RawClientOptions {
@@ -46,6 +49,17 @@ impl RawClientOptions {
             wait_for_ack: true,
         }
     }
+}
+
+/// What [`RawClient::recv_event`] got.
+#[derive(Debug)]
+pub enum Received {
+    /// A frame.
+    Frame(Frame),
+    /// Nothing within the timeout.
+    Timeout,
+    /// The gateway closed the connection (or it failed).
+    Closed,
 }
 
 /// A connection that sends and receives whole frames.
@@ -161,6 +175,71 @@ impl RawClient {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
 
+    /// A mesh peer (as another gateway dials): CONNECT_MESH_PEER with `hello` as its body (an
+    /// empty one means MM/1, as the first implementation's gateways send it), then its ACK.
+    pub fn mesh_peer(address: SocketAddr, service: &str, name: &str, hello: &Message) -> RawClient {
+        let mut client = RawClient::open(address);
+        let header = Header {
+            subscription_id: 0,
+            subject: service.as_bytes(),
+            reply_subject: name.as_bytes(),
+            action: Action::ConnectMeshPeer,
+        };
+        client.send(&header, hello);
+        let ack = client.expect_action(Action::Ack);
+        client.ack = AckInfo::from_message(&ack.message().expect("ACK body decodes"));
+        client
+    }
+
+    /// [`RawClient::flush`] that gives up after `timeout`: true if the PONG came. Frames that
+    /// arrive before it stay queued for [`RawClient::recv`].
+    pub fn try_flush(&mut self, timeout: Duration) -> bool {
+        self.try_flush_with(Message::new(), timeout)
+    }
+
+    /// [`RawClient::mesh_flush`] that gives up after `timeout`: true if the PONG came.
+    pub fn try_mesh_flush(&mut self, timeout: Duration) -> bool {
+        self.try_flush_with(Message::new().add_bool("mesh", true), timeout)
+    }
+
+    fn try_flush_with(&mut self, mut body: Message, timeout: Duration) -> bool {
+        self.ping_counter += 1;
+        let token = self.ping_counter;
+        body.push("k", token);
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, &Header::new(Action::Ping), &body).expect("encode");
+        if self.try_send_bytes(&bytes).is_err() {
+            return false;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut held = VecDeque::new();
+        let answered = loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.read_event(remaining) {
+                Received::Frame(frame) => {
+                    if frame.action() == Some(Action::Pong)
+                        && frame.message().ok().and_then(|m| m.try_i32("k")) == Some(token)
+                    {
+                        break true;
+                    }
+                    held.push_back(frame);
+                }
+                Received::Timeout | Received::Closed => break false,
+            }
+        };
+        self.backlog.extend(held);
+        answered
+    }
+
+    /// The next frame, a timeout, or the end of the connection — told apart, unlike
+    /// [`RawClient::recv`].
+    pub fn recv_event(&mut self, timeout: Duration) -> Received {
+        if let Some(frame) = self.backlog.pop_front() {
+            return Received::Frame(frame);
+        }
+        self.read_event(timeout)
+    }
+
     /// MM/2 flush: PING, then wait for its PONG. Frames that arrive before it stay queued for
     /// [`RawClient::recv`], in order.
     pub fn flush(&mut self) {
@@ -267,6 +346,42 @@ impl RawClient {
         }
     }
 
+    fn read_event(&mut self, timeout: Duration) -> Received {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => return Received::Frame(frame),
+                Ok(None) => {}
+                Err(error) => panic!("gateway sent a bad frame: {error}"),
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Received::Timeout;
+            }
+            if self
+                .stream
+                .set_read_timeout(Some(remaining.max(Duration::from_millis(1))))
+                .is_err()
+            {
+                return Received::Closed;
+            }
+            let mut buffer = [0u8; 65536];
+            match self.stream.read(&mut buffer) {
+                Ok(0) => return Received::Closed,
+                Ok(read) => self.decoder.feed(&buffer[..read]),
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Received::Timeout;
+                }
+                Err(_) => return Received::Closed,
+            }
+        }
+    }
+
     fn read_frame(&mut self, timeout: Duration) -> Option<Frame> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -326,36 +441,49 @@ impl RawClient {
     }
 
     /// Sends `_MM.STATS` and returns the answer, which may be up to 250 ms old. Subscribes
-    /// `reply_id` to a fresh inbox first. The gateway answers a connection at most a few times a
-    /// second (ERROR `RATE_LIMITED` beyond): then this waits and asks again.
+    /// `reply_id` to a fresh inbox first. A gateway that rate-limits `_MM.STATS` (ERROR
+    /// `RATE_LIMITED`) is asked again a little later, within [`PATIENCE`].
     pub fn stats_once(&mut self, reply_id: u32) -> Message {
+        self.try_stats(reply_id, PATIENCE)
+            .expect("a _MM.STATS answer within the patience timeout")
+    }
+
+    /// [`RawClient::stats_once`] that gives up after `timeout` (or when the connection closes).
+    pub fn try_stats(&mut self, reply_id: u32, timeout: Duration) -> Option<Message> {
+        let deadline = Instant::now() + timeout;
         let inbox = self.new_inbox();
         self.subscribe(reply_id, &inbox);
         let mut held = Vec::new();
-        let frame = 'asking: loop {
+        let mut answer = None;
+        'ask: while Instant::now() < deadline {
             self.publish("_MM.STATS", &inbox, &Message::new());
             loop {
-                let frame = self.expect_frame();
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let frame = match self.read_event(remaining) {
+                    Received::Frame(frame) => frame,
+                    Received::Timeout | Received::Closed => break 'ask,
+                };
                 match frame.action() {
                     Some(Action::SendMessage) if frame.subject() == inbox.as_bytes() => {
-                        break 'asking frame;
+                        answer = frame.message().ok();
+                        break 'ask;
                     }
                     Some(Action::Error)
                         if frame.subject() == b"_MM.STATS"
-                            && frame.message().is_ok_and(|body| {
-                                body.try_string("code") == Some("RATE_LIMITED")
-                            }) =>
+                            && frame.message().ok().and_then(|m| {
+                                m.try_string("code").map(|code| code == "RATE_LIMITED")
+                            }) == Some(true) =>
                     {
-                        std::thread::sleep(Duration::from_millis(300));
-                        continue 'asking;
+                        std::thread::sleep(STATS_RETRY);
+                        continue 'ask;
                     }
                     Some(Action::Ping) => {}
                     _ => held.push(frame),
                 }
             }
-        };
+        }
         self.backlog.extend(held);
         self.unsubscribe(reply_id);
-        frame.message().expect("stats decode")
+        answer
     }
 }
