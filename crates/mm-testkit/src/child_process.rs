@@ -40,6 +40,38 @@ impl ChildProcess {
         self.signal_and_wait(libc::SIGINT)
     }
 
+    /// The exit status, if the process has ended (by itself, or killed).
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|child| child.try_wait().ok().flatten())
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the exit. `Ok((status, elapsed))` if it exited
+    /// by itself in time; otherwise it is killed with SIGKILL and `Err(limit)` comes back.
+    pub fn terminate_within(
+        &mut self,
+        limit: Duration,
+    ) -> Result<(ExitStatus, Duration), Duration> {
+        self.resume();
+        let started = Instant::now();
+        self.signal(libc::SIGTERM);
+        let Some(mut child) = self.child.take() else {
+            return Err(Duration::ZERO);
+        };
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Ok((status, started.elapsed()));
+            }
+            if started.elapsed() >= limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(limit);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// SIGKILL, as in a crash; waits for the process to be gone.
     pub fn kill(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;

@@ -105,6 +105,7 @@ pub struct GatewayLauncher {
     namespace: Option<String>,
     log_filter: Option<String>,
     echo_prefix: Option<String>,
+    open_file_limit: Option<u64>,
 }
 
 impl Default for GatewayLauncher {
@@ -130,6 +131,7 @@ impl GatewayLauncher {
             binary: binary.into(),
             args: Vec::new(),
             namespace: None,
+            open_file_limit: None,
             log_filter: None,
             echo_prefix: None,
         }
@@ -162,6 +164,14 @@ impl GatewayLauncher {
         self
     }
 
+    /// Runs the gateway with at most `limit` open descriptors: soft and hard `RLIMIT_NOFILE` are
+    /// both set before it runs (the gateway raises its soft limit to the hard one at start, so the
+    /// hard limit is what counts).
+    pub fn open_file_limit(mut self, limit: u64) -> GatewayLauncher {
+        self.open_file_limit = Some(limit);
+        self
+    }
+
     /// Starts the gateway with the fixed arguments plus `args`, and waits for its
     /// `mm-gateway listening on ADDR:PORT` line; the error carries the gateway's stderr.
     pub fn start(&self, args: &[&str]) -> Result<GatewayProcess, String> {
@@ -176,6 +186,24 @@ impl GatewayLauncher {
         command.args(&self.args).args(args);
         if let Some(filter) = &self.log_filter {
             command.env("RUST_LOG", filter);
+        }
+        if let Some(limit) = self.open_file_limit {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: limit as libc::rlim_t,
+                rlim_max: limit as libc::rlim_t,
+            };
+            // SAFETY: the closure runs in the forked child before exec and only calls
+            // setrlimit, which is async-signal-safe, on a struct it owns; it allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let mut child = command
             .stdin(Stdio::null())
@@ -272,27 +300,11 @@ impl GatewayProcess {
     /// descriptors: soft and hard `RLIMIT_NOFILE` are both set before it runs (the gateway raises
     /// its soft limit to the hard one at start, so the hard limit is what counts).
     pub fn start_with_open_file_limit(limit: u64, args: &[&str]) -> GatewayProcess {
-        use std::os::unix::process::CommandExt;
         let mut all = vec!["--port", "0", "--bind", "127.0.0.1"];
         all.extend_from_slice(args);
-        let mut command = Command::new(binary_path("mm-gateway"));
-        command.args(&all);
-        let limit = libc::rlimit {
-            rlim_cur: limit as libc::rlim_t,
-            rlim_max: limit as libc::rlim_t,
-        };
-        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
-        // which is async-signal-safe, on a struct it owns; it allocates nothing.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        Self::start_command(command, &all)
+        GatewayLauncher::new()
+            .open_file_limit(limit)
+            .start(&all)
             .unwrap_or_else(|error| panic!("gateway did not start: {error}"))
     }
 
@@ -378,9 +390,7 @@ impl GatewayProcess {
 
     /// The exit status, if the process has ended (by itself, or killed).
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|child| child.try_wait().ok().flatten())
+        self.process.try_wait()
     }
 
     /// Sends SIGTERM and waits up to `limit` for the exit. `Ok((status, elapsed))` if it exited
@@ -389,23 +399,7 @@ impl GatewayProcess {
         &mut self,
         limit: Duration,
     ) -> Result<(ExitStatus, Duration), Duration> {
-        self.resume();
-        let started = Instant::now();
-        self.send_signal(libc::SIGTERM);
-        let Some(mut child) = self.child.take() else {
-            return Err(Duration::ZERO);
-        };
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Ok((status, started.elapsed()));
-            }
-            if started.elapsed() >= limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(limit);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.process.terminate_within(limit)
     }
 
     /// Sends SIGTERM and waits for the exit status.
