@@ -8,8 +8,8 @@
 //! match (the link's peer fans it out), and never from one peer to another (no relay, SPEC §8).
 //! Every connection that received something is marked in [`Router::flush`].
 //!
-//! Bounds hold while routing, not after (issue #12): a connection whose queue would pass its
-//! bound gets one write attempt on the spot, and if that does not make room, nothing more is
+//! Bounds hold while routing, not after (issue #12): a connection whose queue would pass twice
+//! its bound gets one write attempt on the spot, and if that does not make room, nothing more is
 //! copied for it — it is listed in [`Router::take_cut_offs`] and the service closes it after the
 //! frame. So one client holding 200 000 subscriptions to a subject cannot make the gateway copy
 //! 200 000 frames into its queue per publish.
@@ -221,7 +221,7 @@ impl Router {
                 subscriber.subscription_id
             };
             // A frame always fits an empty queue (SPEC §6.3).
-            if connection.outbound.pending() + frame.len() > connection.output_bound
+            if connection.outbound.pending() + frame.len() > routing_limit(connection)
                 && !connection.outbound.is_empty()
             {
                 if connection.cut_off.is_none() {
@@ -276,11 +276,20 @@ impl Router {
     }
 }
 
+/// How much may be queued for a connection while a batch is routed: twice its bound. The bound
+/// itself is judged when the batch is written, as it always was (a subscriber that keeps up but
+/// whose client had not been scheduled yet when the batch began is not cut off); routing only
+/// makes sure no batch can take a queue further than this.
+#[inline]
+fn routing_limit(connection: &Connection) -> usize {
+    connection.output_bound.saturating_mul(2)
+}
+
 /// A connection about to pass its bound: writes what the socket takes now. `Ok` if `frame_len`
 /// more bytes then fit; else why it must be closed.
 fn make_room(connection: &mut Connection, frame_len: usize) -> Result<(), CloseReason> {
     connection.write_some()?;
-    if connection.outbound.pending() + frame_len <= connection.output_bound {
+    if connection.outbound.pending() + frame_len <= routing_limit(connection) {
         Ok(())
     } else {
         Err(CloseReason::SlowConsumer)

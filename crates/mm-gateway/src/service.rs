@@ -64,7 +64,7 @@ use crate::memory::{MemoryReturn, release_free_memory};
 use crate::mesh::dial::{DialRequest, Dialled, LinkError, dial};
 use crate::mesh::{DialVerdict, DialerId, Mesh, MeshEffect, MeshOutput};
 use crate::router::{Origin, Router, Subscriber};
-use crate::socket::{ConnectionHandle, ReadOutcome, SocketEvents, drive, linger};
+use crate::socket::{ConnectionHandle, Linger, ReadOutcome, SocketEvents, drive, linger};
 use crate::stats::{StatsSources, stats_message};
 use crate::subscriptions::Retired;
 
@@ -97,6 +97,10 @@ const RETIRE_AT_ONCE: usize = 5_000;
 
 /// How long one slice of retiring subscriptions may hold the service loop.
 const RETIRE_SLICE_TIME: Duration = Duration::from_millis(5);
+
+/// Estimated memory one idle connection holds in the gateway (measured about 8 KiB: its state,
+/// the socket's registration, its task), for deciding when to hand memory back.
+const CONNECTION_BYTES_ESTIMATE: usize = 8 * 1024;
 
 /// Estimated memory one subscription holds (index, maps, interest: measured about 460 bytes
 /// each at a million subscriptions), for deciding when to hand memory back.
@@ -385,7 +389,7 @@ impl Service {
             info!(service = %self.name, %address, "mesh link from this gateway to itself: closing");
             let mut bytes = Vec::new();
             let _ = encode_frame(&mut bytes, &Header::new(Action::Ack), &ack);
-            handle.close_with(&bytes, false);
+            handle.close_with(&bytes, Linger::Normal);
             return None;
         }
         let key = self.insert_connection(NewConnection {
@@ -1438,8 +1442,11 @@ impl Service {
         self.partial_total -= connection.counted_partial;
         let is_client = !connection.role.is_link();
         let count = connection.subscriptions.len();
-        self.memory
-            .freed(connection.outbound.pending() + connection.inbound_partial.capacity());
+        self.memory.freed(
+            CONNECTION_BYTES_ESTIMATE
+                + connection.outbound.pending()
+                + connection.inbound_partial.capacity(),
+        );
         let retired = connection.subscriptions.retire();
         if count <= RETIRE_AT_ONCE {
             self.memory.freed(count * SUBSCRIPTION_BYTES_ESTIMATE);
@@ -1458,9 +1465,12 @@ impl Service {
         // Whatever is still queued goes out while the task lingers (an ERROR, or the output a
         // disconnecting client has not received yet); a slow consumer's backlog was discarded.
         let remaining = connection.outbound.take();
-        connection
-            .handle
-            .close_with(&remaining, reason == CloseReason::Shutdown);
+        let linger = match reason {
+            CloseReason::Shutdown => Linger::Shutdown,
+            CloseReason::SlowConsumer | CloseReason::OutputBudget => Linger::SlowConsumer,
+            _ => Linger::Normal,
+        };
+        connection.handle.close_with(&remaining, linger);
         for publisher in connection.stalled_publishers.drain(..) {
             if let Some(publisher) = self.connections.get(publisher) {
                 publisher.handle.wake.notify_one();

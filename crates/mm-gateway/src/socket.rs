@@ -29,8 +29,33 @@ pub(crate) const STALL: Duration = Duration::from_millis(2);
 /// How long a closing connection may take to send its last bytes and see the peer's EOF.
 const LINGER: Duration = Duration::from_millis(1000);
 
+/// How long a slow consumer that was cut off may take: its ERROR waits behind everything the
+/// kernel already holds for it, which it drains only as fast as it reads.
+const SLOW_CONSUMER_LINGER: Duration = Duration::from_secs(5);
+
 /// How long a closing connection lingers when the whole gateway shuts down.
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(200);
+
+/// How long a closed connection lingers to deliver its last bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Linger {
+    /// An ordinary close.
+    Normal,
+    /// A slow consumer cut off: longer.
+    SlowConsumer,
+    /// The gateway is shutting down: shorter.
+    Shutdown,
+}
+
+impl Linger {
+    fn limit(self) -> Duration {
+        match self {
+            Linger::Normal => LINGER,
+            Linger::SlowConsumer => SLOW_CONSUMER_LINGER,
+            Linger::Shutdown => SHUTDOWN_LINGER,
+        }
+    }
+}
 
 /// The part of a connection shared by its task and the service loop.
 pub(crate) struct ConnectionHandle {
@@ -45,8 +70,8 @@ pub(crate) struct ConnectionHandle {
     /// Bytes to send before the socket closes (an ERROR frame, or what was queued when the client
     /// said DISCONNECT). Written best effort while lingering.
     pub(crate) final_bytes: RefCell<Vec<u8>>,
-    /// Whether the close comes from a gateway shutdown (shorter linger).
-    pub(crate) shutting_down: Cell<bool>,
+    /// How long to linger once closed.
+    pub(crate) linger: Cell<Linger>,
 }
 
 impl ConnectionHandle {
@@ -57,16 +82,16 @@ impl ConnectionHandle {
             wake: Notify::new(),
             closed: Cell::new(false),
             final_bytes: RefCell::new(Vec::new()),
-            shutting_down: Cell::new(false),
+            linger: Cell::new(Linger::Normal),
         })
     }
 
     /// Marks the handle closed with `final_bytes` still to send, and wakes its task.
-    pub(crate) fn close_with(&self, final_bytes: &[u8], shutting_down: bool) {
+    pub(crate) fn close_with(&self, final_bytes: &[u8], linger: Linger) {
         if !final_bytes.is_empty() {
             self.final_bytes.borrow_mut().extend_from_slice(final_bytes);
         }
-        self.shutting_down.set(shutting_down);
+        self.linger.set(linger);
         self.closed.set(true);
         self.wake.notify_one();
     }
@@ -193,11 +218,7 @@ pub(crate) async fn drive<E: SocketEvents>(
 /// Sends a closed connection's last bytes, half-closes it and waits briefly for the peer's EOF,
 /// so that an ERROR sent just before closing is not lost to a TCP reset.
 pub(crate) async fn linger(handle: &ConnectionHandle) {
-    let limit = if handle.shutting_down.get() {
-        SHUTDOWN_LINGER
-    } else {
-        LINGER
-    };
+    let limit = handle.linger.get().limit();
     let final_bytes = std::mem::take(&mut *handle.final_bytes.borrow_mut());
     let _ = tokio::time::timeout(limit, send_and_close(&handle.stream, &final_bytes)).await;
 }
