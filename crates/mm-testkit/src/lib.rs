@@ -9,11 +9,13 @@
 //!   when the returned [`ConfigFile`] is dropped: test runs leave nothing behind.
 //! * [`RawClient`] speaks the wire protocol frame by frame over a blocking socket, built only on
 //!   `mm-wire`: conformance tests see exactly the bytes the gateway sends.
+//! * [`http_get`] asks the gateway's monitoring server (`GatewayProcess::monitoring_address`).
 //! * [`wait_until`] polls a condition with a deadline, for the rare cases where no flush (PING/PONG)
 //!   can serve as the synchronisation point.
 
 mod child_process;
 mod gateway;
+mod http;
 pub mod mesh;
 mod raw_client;
 
@@ -21,6 +23,7 @@ pub use child_process::ChildProcess;
 pub use gateway::{
     ConfigFile, GatewayLauncher, GatewayProcess, binary_path, free_port, write_config,
 };
+pub use http::{HttpResponse, http_get};
 pub use mesh::MeshProcesses;
 pub use raw_client::{RawClient, RawClientOptions};
 
