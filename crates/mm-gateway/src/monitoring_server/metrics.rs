@@ -360,7 +360,12 @@ pub(crate) async fn exposition(state: &ServerState) -> String {
                 .get_or_create(&labels)
                 .inc_by(link.traffic.bytes_out);
         }
-        for peer in &snapshot.mesh.peers {
+        for peer in snapshot
+            .mesh
+            .peers
+            .iter()
+            .filter(|peer| peer.state != "self")
+        {
             let labels = PeerLabels {
                 service: entry.name.clone(),
                 address: peer.address.clone(),

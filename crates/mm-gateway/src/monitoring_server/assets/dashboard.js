@@ -239,9 +239,11 @@ function drawChart() {
     context.beginPath(); context.moveTo(left, y); context.lineTo(width, y); context.stroke();
     context.fillText(rate(top * i / 4), 4, Math.max(10, y - 2));
   }
-  context.fillText("-5 min", left, height - 4);
+  // The axis spans the history there is, from one minute up to five.
+  const span = Math.min(HISTORY_SECONDS, Math.max(60, points.length));
+  context.fillText(span >= 120 ? "-" + Math.round(span / 60) + " min" : "-" + span + " s", left, height - 4);
   context.fillText("now", width - 24, height - 4);
-  const x = (index) => left + (width - left) * (HISTORY_SECONDS - points.length + index) / (HISTORY_SECONDS - 1);
+  const x = (index) => left + (width - left) * (span - points.length + index) / (span - 1);
   const y = (value) => (height - bottom) * (1 - value / top);
   for (const [key, color] of [["in", "#2f6fdf"], ["out", "#17a673"]]) {
     context.strokeStyle = color;
@@ -283,7 +285,7 @@ function renderMesh(gateway, meshes) {
   const nodes = [...peers.values()].sort((a, b) => a.name.localeCompare(b.name));
   const children = [];
   nodes.forEach((peer, index) => {
-    const angle = (2 * Math.PI * index) / nodes.length - Math.PI / 2;
+    const angle = (2 * Math.PI * index) / nodes.length;
     const px = Math.cos(angle) * 150, py = Math.sin(angle) * 100;
     const status = peer.up ? "up" : "down";
     children.push(svg("line", { class: "edge " + status, x1: 0, y1: 0, x2: px, y2: py }));
