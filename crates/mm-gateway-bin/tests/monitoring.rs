@@ -512,7 +512,7 @@ fn a_monitoring_port_in_use_fails_the_start_with_the_address() {
 
 #[test]
 fn live_feed_streams_updates_with_the_selected_service() {
-    let gateway = GatewayProcess::start(&["--http", "0"]);
+    let mut gateway = GatewayProcess::start(&["--http", "0"]);
     let http = gateway.http();
     let _client = RawClient::mm2(gateway.address(), SERVICE);
     let mut stream = TcpStream::connect(http).unwrap();
@@ -553,6 +553,9 @@ fn live_feed_streams_updates_with_the_selected_service() {
         first["gateway"]["uptime_ms"].as_u64().unwrap()
             <= updates[1]["gateway"]["uptime_ms"].as_u64().unwrap()
     );
+    // A stream still open does not hold up shutdown.
+    let status = gateway.terminate().expect("exit status");
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]

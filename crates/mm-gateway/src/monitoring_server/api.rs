@@ -232,24 +232,40 @@ pub(crate) async fn health(State(state): State<Arc<ServerState>>) -> Response {
 // Services
 // -----------------------------------------------------------------------------------------------
 
-/// One entry of `/api/services`.
+/// One entry of `/api/services`: the snapshot with `"responsive": true`, or only the name.
 #[derive(Debug, Serialize)]
-pub(crate) struct ServiceListEntry<'a> {
-    name: &'a str,
-    /// Whether it answered in time.
-    responsive: bool,
-    #[serde(flatten)]
-    snapshot: Option<&'a crate::monitoring::snapshot::ServiceSnapshot>,
+#[serde(untagged)]
+pub(crate) enum ServiceListEntry<'a> {
+    /// It answered.
+    Answered {
+        /// Always true.
+        responsive: bool,
+        /// Its summary.
+        #[serde(flatten)]
+        snapshot: &'a crate::monitoring::snapshot::ServiceSnapshot,
+    },
+    /// It did not answer in time.
+    Unresponsive {
+        /// The service.
+        name: &'a str,
+        /// Always false.
+        responsive: bool,
+    },
 }
 
 /// The overview as list entries.
 pub(crate) fn service_list(overview: &[ServiceEntry]) -> Vec<ServiceListEntry<'_>> {
     overview
         .iter()
-        .map(|entry| ServiceListEntry {
-            name: &entry.name,
-            responsive: entry.snapshot.is_some(),
-            snapshot: entry.snapshot.as_deref(),
+        .map(|entry| match entry.snapshot.as_deref() {
+            Some(snapshot) => ServiceListEntry::Answered {
+                responsive: true,
+                snapshot,
+            },
+            None => ServiceListEntry::Unresponsive {
+                name: &entry.name,
+                responsive: false,
+            },
         })
         .collect()
 }
