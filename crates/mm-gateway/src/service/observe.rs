@@ -166,3 +166,172 @@ impl Service {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mm_wire::{Action, Header, Message};
+
+    use crate::config::GatewayConfig;
+    use crate::monitoring::PROBE_FIELD;
+    use crate::monitoring::snapshot::{ConnectionQuery, ConnectionSort, SnapshotRequest};
+    use crate::monitoring::{SAMPLE_INTERVAL, WINDOW};
+    use crate::test_harness::{SERVICE, TestPeer, TestService, run};
+
+    fn monitored() -> GatewayConfig {
+        GatewayConfig {
+            name: "gw.one".into(),
+            http_port: Some(0),
+            coordinator_stats: true,
+            ..GatewayConfig::default()
+        }
+    }
+
+    async fn sync(peer: &mut TestPeer) {
+        peer.send(&Header::new(Action::Ping), &Message::new().add_i32("k", 1))
+            .await;
+        while peer.next_frame().await.action() != Some(Action::Pong) {}
+    }
+
+    fn subscribe(id: u32, pattern: &str) -> Header<'_> {
+        Header {
+            subscription_id: id,
+            subject: pattern.as_bytes(),
+            reply_subject: &[],
+            action: Action::Subscribe,
+        }
+    }
+
+    #[test]
+    fn snapshots_page_connections_and_windows_become_top_subjects_and_coordinator_stats() {
+        run(async {
+            let service = TestService::start(monitored());
+            let (outbox, mut received) = tokio::sync::mpsc::channel(4);
+            service
+                .service
+                .borrow()
+                .context
+                .coordinator_outbox
+                .set(outbox)
+                .unwrap();
+            let (_, mut many) = service.client("many").await;
+            for (id, pattern) in [(1, "X.*"), (2, "X.1"), (3, "Y")] {
+                many.send(&subscribe(id, pattern), &Message::new()).await;
+            }
+            sync(&mut many).await;
+            let (_, mut one) = service.client("one").await;
+            one.send(&subscribe(1, "X.2"), &Message::new()).await;
+            sync(&mut one).await;
+            let (_, mut publisher) = service.client("publisher").await;
+            for subject in ["X.1", "X.1", "X.1", "X.2", "X.2"] {
+                publisher
+                    .send(
+                        &Header::send_message(subject),
+                        &Message::new().add_i32("n", 1),
+                    )
+                    .await;
+            }
+            sync(&mut publisher).await;
+
+            let page = |service: &TestService, sort, offset, limit| {
+                service
+                    .service
+                    .borrow_mut()
+                    .snapshot(&SnapshotRequest {
+                        connections: Some(ConnectionQuery {
+                            sort,
+                            offset,
+                            limit,
+                        }),
+                        ..SnapshotRequest::default()
+                    })
+                    .connections
+                    .unwrap()
+            };
+            let first = page(&service, ConnectionSort::Subscriptions, 0, 2);
+            assert_eq!(first.total, 3);
+            let names: Vec<&str> = first.connections.iter().map(|c| c.name.as_str()).collect();
+            assert_eq!(names, ["many", "one"]);
+            let rest = page(&service, ConnectionSort::Subscriptions, 2, 2);
+            assert_eq!(rest.connections.len(), 1);
+            assert_eq!(rest.connections[0].name, "publisher");
+            let by_id = page(&service, ConnectionSort::Id, 0, 10);
+            let ids: Vec<u64> = by_id.connections.iter().map(|c| c.id).collect();
+            assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+            assert!(
+                page(&service, ConnectionSort::Pending, 5, 10)
+                    .connections
+                    .is_empty()
+            );
+
+            // Housekeeping a window later: rates sampled, the window closed, stats published.
+            let later = std::time::Instant::now() + WINDOW + SAMPLE_INTERVAL;
+            service.service.borrow_mut().monitor_housekeeping(later);
+            let snapshot = service.service.borrow_mut().snapshot(&SnapshotRequest {
+                history: true,
+                subscriptions: true,
+                ..SnapshotRequest::default()
+            });
+            let top: Vec<(&str, u64)> = snapshot
+                .top_subjects
+                .by_messages
+                .iter()
+                .map(|entry| (entry.subject.as_str(), entry.messages))
+                .collect();
+            assert_eq!(top, [("X.1", 3), ("X.2", 2)]);
+            assert_eq!(snapshot.history.as_ref().map(Vec::len), Some(1));
+            let summary = snapshot.subscription_summary.unwrap();
+            assert_eq!((summary.total, summary.clients), (4, 4));
+            assert_eq!(summary.top_patterns.len(), 4);
+            assert_eq!(snapshot.totals.messages_in, 3 + 1 + 1 + 1 + 5 + 1);
+
+            let (subject, body) = received.try_recv().expect("statistics for _COORDINATOR");
+            assert_eq!(subject, format!("GATEWAY.STATS.gw-one.{SERVICE}"));
+            let message = Message::decode_from_slice(&body).unwrap();
+            let json: serde_json::Value =
+                serde_json::from_str(message.get_string("SERVICE_STATS").unwrap()).unwrap();
+            assert_eq!(json["Total"]["MessagesProcessed"], 5);
+            assert_eq!(json["TopSubjects_MessagesPerSecond"][0]["Subject"], "X.1");
+            service.stop().await;
+        });
+    }
+
+    #[test]
+    fn links_are_probed_and_their_round_trip_measured() {
+        run(async {
+            let service = TestService::start(monitored());
+            let (key, mut link) = service
+                .accepted_link("0000000000000000000000000000000f")
+                .await;
+            assert!(service.service.borrow().monitor.rtt(key).is_none());
+            let later = std::time::Instant::now() + WINDOW;
+            service.service.borrow_mut().monitor_housekeeping(later);
+            // Housekeeping flushes after its parts.
+            service.service.borrow_mut().flush();
+            let ping = link.expect(Action::Ping).await;
+            let body = ping.message().unwrap();
+            assert!(body.try_u64(PROBE_FIELD).is_some(), "{body}");
+            link.send(&Header::new(Action::Pong), &body).await;
+            service
+                .wait_until("the round trip is measured", |service| {
+                    service.monitor.rtt(key).is_some()
+                })
+                .await;
+            let snapshot = service
+                .service
+                .borrow_mut()
+                .snapshot(&SnapshotRequest::default());
+            assert!(snapshot.mesh.links[0].rtt_ms.is_some());
+            // A PONG that answers no probe changes nothing.
+            link.send(
+                &Header::new(Action::Pong),
+                &Message::new().add_u64(PROBE_FIELD, 999_999),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(service.service.borrow().monitor.rtt(key).is_some());
+            service.stop().await;
+        });
+    }
+}
