@@ -102,16 +102,7 @@ impl ServerState {
                 .map(|(_, commands)| ask(commands, SnapshotRequest::default())),
         )
         .await;
-        let overview = Arc::new(
-            running
-                .into_iter()
-                .zip(answers)
-                .map(|((name, _), snapshot)| ServiceEntry {
-                    name,
-                    snapshot: snapshot.map(Arc::from),
-                })
-                .collect::<Vec<_>>(),
-        );
+        let overview = Arc::new(entries(running, answers));
         *cached = Some((Instant::now(), overview.clone()));
         overview
     }
@@ -131,9 +122,7 @@ impl ServerState {
             .acquire()
             .await
             .map_err(|_| SnapshotError::Unresponsive)?;
-        ask(&commands, request)
-            .await
-            .ok_or(SnapshotError::Unresponsive)
+        ask(&commands, request).await
     }
 
     /// Snapshots of every running service with what `request` asks for (one request in flight
@@ -149,33 +138,49 @@ impl ServerState {
                 .map(|(_, commands)| ask(commands, request.clone())),
         )
         .await;
-        running
-            .into_iter()
-            .zip(answers)
-            .map(|((name, _), snapshot)| ServiceEntry {
-                name,
-                snapshot: snapshot.map(Arc::from),
-            })
-            .collect()
+        entries(running, answers)
     }
 }
 
-/// Sends a service a snapshot request and waits (bounded) for the answer.
+/// Services and their answers as entries; a service that stopped meanwhile (an idle on-demand
+/// service) is left out rather than reported as unresponsive.
+fn entries(
+    running: Vec<(String, mpsc::Sender<ServiceCommand>)>,
+    answers: Vec<Result<Box<ServiceSnapshot>, SnapshotError>>,
+) -> Vec<ServiceEntry> {
+    running
+        .into_iter()
+        .zip(answers)
+        .filter_map(|((name, _), answer)| match answer {
+            Ok(snapshot) => Some(ServiceEntry {
+                name,
+                snapshot: Some(Arc::from(snapshot)),
+            }),
+            Err(SnapshotError::Unresponsive) => Some(ServiceEntry {
+                name,
+                snapshot: None,
+            }),
+            Err(SnapshotError::NotRunning) => None,
+        })
+        .collect()
+}
+
+/// Sends a service a snapshot request and waits (bounded) for the answer. A service whose loop
+/// has ended (its channel is closed, or it dropped the request) is `NotRunning`.
 async fn ask(
     commands: &mpsc::Sender<ServiceCommand>,
     request: SnapshotRequest,
-) -> Option<Box<ServiceSnapshot>> {
+) -> Result<Box<ServiceSnapshot>, SnapshotError> {
     let (reply, answer) = oneshot::channel();
     tokio::time::timeout(SNAPSHOT_TIMEOUT, async {
         commands
             .send(ServiceCommand::Snapshot { request, reply })
             .await
-            .ok()?;
-        answer.await.ok()
+            .map_err(|_| SnapshotError::NotRunning)?;
+        answer.await.map_err(|_| SnapshotError::NotRunning)
     })
     .await
-    .ok()
-    .flatten()
+    .unwrap_or(Err(SnapshotError::Unresponsive))
 }
 
 /// A bound monitoring server, not yet serving.
