@@ -3,13 +3,16 @@
 #
 # Works on a fresh Debian machine that has only the Rust toolchain: it installs what else it
 # needs (Debian packages through apt-get, cargo-fuzz through cargo). Steps:
-#   1. system packages (iproute2 for the network-namespace test; Mono/NUnit for the C# client)
+#   1. system packages (iproute2 for the network-namespace test; Mono/NUnit for the C# client;
+#      chromium and Node.js for the dashboard's browser test)
 #   2. formatting and lints (cargo fmt --check, clippy -D warnings)
 #   3. build the binaries the end-to-end tests start (mm-gateway, mm)
 #   4. every Rust test (unit, property, end to end), and doc tests
-#   5. fuzz targets: replay the checked-in corpus and fuzz each target for a short while
-#   6. the C# client: build with mcs, run its NUnit suite (including end-to-end tests)
-#   7. the C++ client: CMake build (which drives cargo for the C ABI), its GoogleTest suite under
+#   5. the monitoring dashboard in headless Chromium (playwright-core from npm, pinned in
+#      tests/browser/package-lock.json; it drives Debian's chromium, it downloads no browser)
+#   6. fuzz targets: replay the checked-in corpus and fuzz each target for a short while
+#   7. the C# client: build with mcs, run its NUnit suite (including end-to-end tests)
+#   8. the C++ client: CMake build (which drives cargo for the C ABI), its GoogleTest suite under
 #      ctest, the same suite under AddressSanitizer + UndefinedBehaviorSanitizer, a short valgrind
 #      session, and the package used through find_package (after cmake --install) and
 #      add_subdirectory
@@ -34,6 +37,9 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 dpkg -s libgtest-dev >/dev/null 2>&1 || missing+=(libgtest-dev)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -q
@@ -59,6 +65,12 @@ else
   cargo test --workspace --all-features --locked
 fi
 cargo test --workspace --doc --locked
+
+step "monitoring dashboard in a browser"
+[ -d tests/browser/node_modules/playwright-core ] ||
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+MM_GATEWAY_BIN="$PWD/target/debug/mm-gateway" MM_BIN="$PWD/target/debug/mm" \
+  node tests/browser/dashboard.test.mjs
 
 step "fuzz targets (corpus replay + ${FUZZ_SECONDS}s each)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked

@@ -8,7 +8,9 @@
 mod cmd;
 mod fields;
 mod json;
+mod monitoring_api;
 mod render;
+mod top;
 
 use std::io::ErrorKind;
 use std::process::ExitCode;
@@ -29,7 +31,8 @@ const EXIT_ERROR: u8 = 1;
         mm send PRICES.IBM sym=IBM px=123.4 qty:u32=100\n\n  \
         mm reply Service.Echo\n  \
         mm request Service.Echo text=hello --timeout 2\n\n  \
-        mm stats --gateway gw1:5050 --service VULCAN\n\n  \
+        mm stats --gateway gw1:5050 --service VULCAN\n  \
+        mm top --http gw1:8222                 (gateway started with --http 8222)\n\n  \
         mm bench pubsub --size 16 --count 5000000\n\n\
         Every command takes --gateway HOST:PORT (default 127.0.0.1:5050) and --service NAME.\n\
         Run `mm help COMMAND` for a command's options and examples."
@@ -54,6 +57,8 @@ enum Command {
     Reply(cmd::reply::Args),
     /// Print the gateway's statistics for a service.
     Stats(cmd::stats::Args),
+    /// Live view of a gateway (services, top subjects, connections, links) from its HTTP server.
+    Top(top::Args),
     /// Measure throughput and latency (also against NATS, side by side).
     Bench(cmd::bench::Args),
 }
@@ -83,6 +88,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Request(args) => cmd::request::run(args),
         Command::Reply(args) => cmd::reply::run(args),
         Command::Stats(args) => cmd::stats::run(args),
+        Command::Top(args) => top::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     }
 }

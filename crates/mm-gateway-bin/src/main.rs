@@ -2,7 +2,8 @@
 //!
 //! Parses the command line, sets up logging, loads the configuration, and runs the gateway until
 //! SIGINT or SIGTERM. The first line on stdout is `mm-gateway listening on ADDR:PORT`, printed once
-//! the socket accepts connections.
+//! the socket accepts connections; with `--http`, the second is `mm-gateway monitoring on
+//! http://ADDR:PORT`.
 
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
@@ -17,13 +18,17 @@ use tracing::warn;
 /// Exit code for a configuration that cannot be used.
 const EXIT_CONFIG: u8 = 2;
 
+/// Environment variable that may hold the monitoring token (kept off the command line, where
+/// other users of the machine could read it).
+const TOKEN_VARIABLE: &str = "MM_GATEWAY_HTTP_TOKEN";
+
 /// The Messaging Mesh gateway.
 #[derive(Debug, Parser)]
 #[command(
     name = "mm-gateway",
     version,
     about = "The Messaging Mesh gateway: pub/sub broker and mesh node",
-    after_help = "Examples:\n  mm-gateway                      listen on 0.0.0.0:5050\n  mm-gateway --port 0             pick a free port (printed on the first line)\n  mm-gateway --config mesh.json   start the meshes listed in the file\n\nLogging: --log-level or RUST_LOG (e.g. RUST_LOG=mm_gateway=debug)."
+    after_help = "Examples:\n  mm-gateway                      listen on 0.0.0.0:5050\n  mm-gateway --port 0             pick a free port (printed on the first line)\n  mm-gateway --config mesh.json   start the meshes listed in the file\n  mm-gateway --http 8222          monitoring on http://127.0.0.1:8222 (dashboard, /metrics)\n\nLogging: --log-level or RUST_LOG (e.g. RUST_LOG=mm_gateway=debug)."
 )]
 struct Args {
     /// TCP port to listen on; 0 picks a free one.
@@ -41,6 +46,19 @@ struct Args {
     /// Largest frame accepted, in bytes (default 67108864).
     #[arg(long, value_name = "BYTES")]
     max_frame: Option<u64>,
+    /// Serve monitoring (dashboard, JSON, /metrics) on this port; 0 picks a free one.
+    #[arg(long, value_name = "PORT")]
+    http: Option<u16>,
+    /// Address of the monitoring server (default 127.0.0.1: this host only).
+    #[arg(long, value_name = "ADDR")]
+    http_bind: Option<IpAddr>,
+    /// Token the monitoring server requires (prefer the MM_GATEWAY_HTTP_TOKEN variable: a
+    /// command line is visible to other users).
+    #[arg(long, value_name = "TOKEN")]
+    http_token: Option<String>,
+    /// Publish each service's statistics on service _COORDINATOR every 2 s.
+    #[arg(long)]
+    coordinator_stats: bool,
     /// Log level: error, warn, info, debug, trace (RUST_LOG overrides).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -83,6 +101,36 @@ fn main() -> ExitCode {
             }
         }
     }
+    if let Some(port) = args.http {
+        config.http_port = Some(port);
+    }
+    if let Some(bind) = args.http_bind {
+        config.http_bind = bind;
+    }
+    let token = args.http_token.or_else(|| {
+        std::env::var(TOKEN_VARIABLE)
+            .ok()
+            .filter(|token| !token.is_empty())
+    });
+    if let Some(token) = token {
+        match config::Secret::token(&token) {
+            Ok(secret) => config.http_token = Some(secret),
+            Err(message) => {
+                eprintln!("mm-gateway: monitoring token {message}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
+    if args.coordinator_stats {
+        config.coordinator_stats = true;
+    }
+    if config.http_port.is_some() && config.http_token.is_none() && !config.http_bind.is_loopback()
+    {
+        warn!(
+            bind = %config.http_bind,
+            "the monitoring server listens beyond this host without a token: anyone who can reach it sees the gateway's clients and traffic"
+        );
+    }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -113,6 +161,9 @@ fn run(config: GatewayConfig) -> anyhow::Result<()> {
         let gateway = Gateway::bind(config).await?;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "mm-gateway listening on {}", gateway.local_addr())?;
+        if let Some(address) = gateway.monitoring_addr() {
+            writeln!(stdout, "mm-gateway monitoring on http://{address}")?;
+        }
         stdout.flush()?;
         drop(stdout);
         gateway.run_until(shutdown_signal()).await;

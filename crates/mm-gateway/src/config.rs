@@ -20,7 +20,10 @@
 //!   "HeartbeatMs": 5000,
 //!   "RedialMaxMs": 2000,
 //!   "HandshakeTimeoutMs": 10000,
-//!   "AllowedServices": ["VULCAN"]
+//!   "AllowedServices": ["VULCAN"],
+//!   // Monitoring (docs/monitoring.md): HTTP server, statistics on _COORDINATOR.
+//!   "HttpPort": 8222, "HttpBind": "127.0.0.1",
+//!   "PublishCoordinatorStats": true
 //! }
 //! ```
 //!
@@ -74,6 +77,46 @@ pub const DEFAULT_FRAME_PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 /// body is a few fields, so nobody may make the gateway hold megabytes before it knows who they
 /// are.
 pub const MAX_HANDSHAKE_FRAME_BYTES: u32 = 64 * 1024;
+
+/// Default address of the monitoring HTTP server: loopback only.
+pub const DEFAULT_HTTP_BIND: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// Longest monitoring token accepted.
+pub const MAX_HTTP_TOKEN_LEN: usize = 256;
+
+/// A credential: shown as `<redacted>` by `Debug`, so it never reaches a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A token: 1 to [`MAX_HTTP_TOKEN_LEN`] letters, digits and `._~+/=-` (it travels in an HTTP
+    /// header and a cookie; base64 and hex tokens fit).
+    pub fn token(text: &str) -> Result<Secret, &'static str> {
+        if text.is_empty() {
+            Err("must not be empty")
+        } else if text.len() > MAX_HTTP_TOKEN_LEN {
+            Err("must be at most 256 characters")
+        } else if !text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"._~+/=-".contains(&byte))
+        {
+            Err("may hold only letters, digits and . _ ~ + / = -")
+        } else {
+            Ok(Secret(text.to_owned()))
+        }
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// Bounds on what clients, together, can make the gateway hold (issue #12). Per-connection
 /// bounds are in [`GatewayConfig`].
@@ -154,6 +197,14 @@ pub struct GatewayConfig {
     pub meshes: Vec<MeshConfig>,
     /// Gateway-wide bounds.
     pub limits: Limits,
+    /// Port of the monitoring HTTP server; `None` = no server, 0 = a free port.
+    pub http_port: Option<u16>,
+    /// Address of the monitoring HTTP server (default loopback).
+    pub http_bind: IpAddr,
+    /// Token the monitoring server requires (`Authorization: Bearer`); `None` = none.
+    pub http_token: Option<Secret>,
+    /// Publish each service's statistics on `_COORDINATOR` every 2 s (SPEC §11).
+    pub coordinator_stats: bool,
 }
 
 /// One entry of `StartupMeshes`: a service and the gateways of its mesh.
@@ -181,6 +232,10 @@ impl Default for GatewayConfig {
             allowed_services: None,
             meshes: Vec::new(),
             limits: Limits::default(),
+            http_port: None,
+            http_bind: DEFAULT_HTTP_BIND,
+            http_token: None,
+            coordinator_stats: false,
         }
     }
 }
@@ -202,6 +257,18 @@ impl GatewayConfig {
             None => true,
             Some(allowed) => allowed.iter().any(|name| name == service),
         }
+    }
+
+    /// Where the monitoring HTTP server listens, if it is on.
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        self.http_port
+            .map(|port| std::net::SocketAddr::new(self.http_bind, port))
+    }
+
+    /// Whether services keep monitoring state (rates, top subjects, link RTTs): when the HTTP
+    /// server is on or statistics are published on `_COORDINATOR`.
+    pub fn monitoring_enabled(&self) -> bool {
+        self.http_port.is_some() || self.coordinator_stats
     }
 
     /// The mesh configured for `service`, if any.
@@ -317,6 +384,20 @@ impl GatewayConfig {
                 return Err(invalid("FrameProgressTimeoutMs", "must be positive"));
             }
             self.limits.frame_progress_timeout = Duration::from_millis(ms);
+        }
+        if let Some(port) = file.http_port {
+            self.http_port = Some(port);
+        }
+        if let Some(bind) = file.http_bind {
+            self.http_bind = bind
+                .parse()
+                .map_err(|_| invalid("HttpBind", &format!("`{bind}` is not an IP address")))?;
+        }
+        if let Some(token) = file.http_token {
+            self.http_token = Some(Secret::token(&token).map_err(|m| invalid("HttpToken", m))?);
+        }
+        if let Some(publish) = file.publish_coordinator_stats {
+            self.coordinator_stats = publish;
         }
         if let Some(services) = file.allowed_services {
             for service in &services {
@@ -471,6 +552,10 @@ struct ConfigFile {
     max_services: Option<u64>,
     service_idle_stop_ms: Option<u64>,
     frame_progress_timeout_ms: Option<u64>,
+    http_port: Option<u16>,
+    http_bind: Option<String>,
+    http_token: Option<String>,
+    publish_coordinator_stats: Option<bool>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -621,6 +706,45 @@ mod tests {
         ] {
             let error = GatewayConfig::default().apply_json(text).unwrap_err();
             assert!(error.to_string().contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn monitoring_settings() {
+        let mut config = GatewayConfig::default();
+        assert!(!config.monitoring_enabled());
+        assert_eq!(config.http_address(), None);
+        config
+            .apply_json(
+                r#"{"HttpPort": 8222, "HttpToken": "s3cret-token", "PublishCoordinatorStats": true}"#,
+            )
+            .unwrap();
+        assert_eq!(
+            config.http_address(),
+            Some("127.0.0.1:8222".parse().unwrap()),
+            "loopback unless told otherwise"
+        );
+        assert!(config.monitoring_enabled() && config.coordinator_stats);
+        assert_eq!(
+            config.http_token.as_ref().map(Secret::expose),
+            Some("s3cret-token")
+        );
+        // The token never shows in a debug print of the configuration.
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("s3cret") && debug.contains("<redacted>"),
+            "{debug}"
+        );
+        config.apply_json(r#"{"HttpBind": "0.0.0.0"}"#).unwrap();
+        assert_eq!(config.http_address(), Some("0.0.0.0:8222".parse().unwrap()));
+        for (text, expected) in [
+            (r#"{"HttpToken": ""}"#, "HttpToken"),
+            (r#"{"HttpToken": "has space"}"#, "HttpToken"),
+            (r#"{"HttpBind": "nowhere"}"#, "HttpBind"),
+        ] {
+            let error = GatewayConfig::default().apply_json(text).unwrap_err();
+            assert!(error.to_string().contains(expected), "{text}: {error}");
+            assert!(!error.to_string().contains("has space"), "{error}");
         }
     }
 

@@ -2,10 +2,16 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use mm_wire::handshake::{AckInfo, PeerHello};
 
 use crate::config::GatewayConfig;
+use crate::events::EventLog;
+
+/// A message for the `_COORDINATOR` service: subject and encoded body.
+pub(crate) type CoordinatorMessage = (String, Vec<u8>);
 
 /// What the whole gateway shares with its services. Read-only after start, except the id counter.
 #[derive(Debug)]
@@ -24,6 +30,16 @@ pub struct GatewayContext {
     /// Memory held for incomplete frames by all services, as each last reported it: checked
     /// against `Limits::max_total_partial_bytes`.
     pub(crate) partial_input: AtomicUsize,
+    /// When the gateway started.
+    pub(crate) started: Instant,
+    /// Connections the acceptor refused, the last few (locked only when one is refused, and by
+    /// the monitoring server).
+    pub(crate) refusals: Mutex<EventLog>,
+    /// Connections the acceptor refused since the start.
+    pub(crate) refused_connections: AtomicU64,
+    /// Where services leave their statistics for `_COORDINATOR` (SPEC §11); set while they are
+    /// published.
+    pub(crate) coordinator_outbox: OnceLock<tokio::sync::mpsc::Sender<CoordinatorMessage>>,
 }
 
 impl GatewayContext {
@@ -36,6 +52,10 @@ impl GatewayContext {
             connection_ids: AtomicU64::new(1),
             queued_output: AtomicUsize::new(0),
             partial_input: AtomicUsize::new(0),
+            started: Instant::now(),
+            refusals: Mutex::new(EventLog::default()),
+            refused_connections: AtomicU64::new(0),
+            coordinator_outbox: OnceLock::new(),
         }
     }
 

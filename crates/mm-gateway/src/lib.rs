@@ -34,6 +34,10 @@
 //! * `memory` — handing memory back to the system after a burst.
 //! * `log_limit`, `rate_limit` — warnings a few at a time, subjects cut short in logs; how often
 //!   a connection may ask for something costly.
+//! * `monitoring` — what a service keeps to be watched (rates, top subjects counted by
+//!   `subject_tally`, link round trips, `events`) and the snapshots it hands out;
+//!   `monitoring_server` — the HTTP server (JSON, Prometheus, dashboard) that asks for them;
+//!   `coordinator_stats` — the statistics published on `_COORDINATOR` (SPEC §11).
 //!
 //! Dependencies between these modules point one way — `service` uses the parts, the parts never
 //! use `service` — and docs/architecture.md draws the picture.
@@ -41,19 +45,24 @@
 pub mod config;
 mod connection;
 mod context;
+mod coordinator_stats;
 mod counters;
+mod events;
 mod flush_set;
 mod inbound;
 mod listener;
 mod log_limit;
 pub mod memory;
 mod mesh;
+mod monitoring;
+mod monitoring_server;
 mod outbound;
 mod rate_limit;
 mod router;
 mod service;
 mod socket;
 mod stats;
+mod subject_tally;
 pub mod subject_trie;
 mod subscriptions;
 #[cfg(test)]
@@ -82,6 +91,14 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
+    /// The monitoring server's socket could not be bound.
+    #[error("cannot listen for monitoring on {address}")]
+    MonitoringBind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A configured service could not be started.
     #[error("cannot start service `{service}`")]
     Service {
@@ -100,6 +117,10 @@ pub struct Gateway {
     registry: Arc<listener::ServiceRegistry>,
     context: Arc<GatewayContext>,
     shutdown: CancellationToken,
+    /// The monitoring server, bound, if it is on.
+    monitoring: Option<monitoring_server::MonitoringServer>,
+    /// Statistics for `_COORDINATOR`, if they are published.
+    coordinator_outbox: Option<tokio::sync::mpsc::Receiver<context::CoordinatorMessage>>,
 }
 
 impl Gateway {
@@ -113,7 +134,21 @@ impl Gateway {
         let local_address = listener
             .local_addr()
             .map_err(|source| GatewayError::Bind { address, source })?;
+        let monitoring = match config.http_address() {
+            Some(address) => Some(
+                monitoring_server::MonitoringServer::bind(address)
+                    .map_err(|source| GatewayError::MonitoringBind { address, source })?,
+            ),
+            None => None,
+        };
         let context = Arc::new(GatewayContext::new(config, local_address));
+        let coordinator_outbox = if context.config.coordinator_stats {
+            let (sender, receiver) = coordinator_stats::outbox();
+            let _ = context.coordinator_outbox.set(sender);
+            Some(receiver)
+        } else {
+            None
+        };
         let shutdown = CancellationToken::new();
         let registry = Arc::new(listener::ServiceRegistry::new(
             context.clone(),
@@ -134,7 +169,17 @@ impl Gateway {
             registry,
             context,
             shutdown,
+            monitoring,
+            coordinator_outbox,
         })
+    }
+
+    /// The address of the monitoring HTTP server, if it is on (with the real port when 0 was
+    /// asked for).
+    pub fn monitoring_addr(&self) -> Option<SocketAddr> {
+        self.monitoring
+            .as_ref()
+            .map(monitoring_server::MonitoringServer::local_addr)
     }
 
     /// The address the gateway listens on (with the real port when 0 was asked for).
@@ -157,10 +202,29 @@ impl Gateway {
             self.registry.clone(),
             self.shutdown.clone(),
         ));
+        let forwarder = self.coordinator_outbox.map(|outbox| {
+            tokio::spawn(coordinator_stats::forward(
+                outbox,
+                self.registry.clone(),
+                self.shutdown.clone(),
+            ))
+        });
+        let monitoring = self.monitoring.and_then(|server| {
+            server
+                .start(self.registry.clone(), self.shutdown.clone())
+                .map_err(|error| tracing::warn!(%error, "cannot start the monitoring server"))
+                .ok()
+        });
         shutdown.await;
         info!("shutting down");
         self.shutdown.cancel();
         let _ = acceptor.await;
+        if let Some(forwarder) = forwarder {
+            let _ = forwarder.await;
+        }
+        if let Some(thread) = monitoring {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         self.registry.shutdown().await;
         info!("stopped");
     }

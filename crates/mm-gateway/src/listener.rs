@@ -154,8 +154,12 @@ impl ServiceRegistry {
         for attempt in 0..2 {
             match ticket.commands.send(ServiceCommand::Attach(incoming)).await {
                 Ok(()) => return Ok(()),
-                Err(tokio::sync::mpsc::error::SendError(ServiceCommand::Attach(back))) => {
+                Err(tokio::sync::mpsc::error::SendError(command)) => {
                     ticket.load.arriving.fetch_sub(1, Ordering::SeqCst);
+                    // Only an Attach was sent, so only an Attach comes back.
+                    let ServiceCommand::Attach(back) = command else {
+                        return Ok(());
+                    };
                     incoming = back;
                 }
             }
@@ -175,6 +179,34 @@ impl ServiceRegistry {
             }
         }
         Err((ServiceUnavailable::Stopped, incoming))
+    }
+
+    /// The running services, by name, with their command channels, sorted by name (for
+    /// monitoring: at most `MaxServices`).
+    pub(crate) fn running(&self) -> Vec<(String, tokio::sync::mpsc::Sender<ServiceCommand>)> {
+        let Ok(services) = self.services.lock() else {
+            return Vec::new();
+        };
+        let mut running: Vec<_> = services
+            .iter()
+            .map(|(name, handle)| (name.clone(), handle.commands.clone()))
+            .collect();
+        running.sort_by(|a, b| a.0.cmp(&b.0));
+        running
+    }
+
+    /// The command channel of service `name`, if it is running (never starts it).
+    pub(crate) fn running_service(
+        &self,
+        name: &str,
+    ) -> Option<tokio::sync::mpsc::Sender<ServiceCommand>> {
+        let services = self.services.lock().ok()?;
+        services.get(name).map(|handle| handle.commands.clone())
+    }
+
+    /// The gateway's context.
+    pub(crate) fn context(&self) -> &Arc<GatewayContext> {
+        &self.context
     }
 
     /// Stops the on-demand services that have had no connection for `ServiceIdleStopMs`.
@@ -419,6 +451,12 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
         if registry.warning_allowed() {
             warn!(%address, service = %shown(service_name), %error, "invalid service name: closing");
         }
+        record_refusal(
+            &registry,
+            address,
+            shown(service_name).as_ref(),
+            &format!("invalid service name: {error}"),
+        );
         refuse(
             &stream,
             protocol,
@@ -490,6 +528,7 @@ async fn refuse_service(
     if registry.warning_allowed() {
         warn!(%address, service = %service_name, "{unavailable}: refusing connection");
     }
+    record_refusal(registry, address, service_name, &unavailable.to_string());
     refuse(
         stream,
         protocol,
@@ -498,6 +537,20 @@ async fn refuse_service(
         &unavailable.to_string(),
     )
     .await;
+}
+
+/// Counts a refused connection and keeps it in the refusals log (for monitoring).
+fn record_refusal(registry: &ServiceRegistry, address: SocketAddr, service: &str, why: &str) {
+    let context = &registry.context;
+    context.refused_connections.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut refusals) = context.refusals.lock() {
+        refusals.record(
+            crate::events::EventKind::Refused,
+            Some(service),
+            address.to_string(),
+            why.to_owned(),
+        );
+    }
 }
 
 /// Why a connection ended before its first frame.

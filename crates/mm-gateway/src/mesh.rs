@@ -397,6 +397,13 @@ impl Mesh {
         self.interest.len()
     }
 
+    /// Local patterns and how many local subscriptions hold each (for monitoring).
+    pub(crate) fn interest_counts(&self) -> impl Iterator<Item = (&[u8], u32)> {
+        self.interest
+            .iter()
+            .map(|(pattern, entry)| (&pattern[..], entry.count))
+    }
+
     /// The configured peer addresses and their diallers.
     pub(crate) fn dialers(&self) -> &[Dialer] {
         &self.dialers

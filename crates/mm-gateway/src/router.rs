@@ -17,12 +17,17 @@
 //! A publisher almost always repeats its subject, so each one has a memo: its last subject (which
 //! was valid) and, while the index is unchanged, what that subject matched. A repeat skips both
 //! the subject check and the lookup.
+//!
+//! The memo also counts what a local client published on its subject (two additions); the counts
+//! go into the service's [`SubjectTally`] (top subjects) when the subject changes, when the memo
+//! is dropped, and when the monitoring window closes — never per message.
 
 use mm_wire::patch_subscription_id;
 use slotmap::SecondaryMap;
 
 use crate::connection::{CloseReason, Connection, ConnectionKey, Connections};
 use crate::flush_set::FlushSet;
+use crate::subject_tally::{SubjectCount, SubjectTally, TallyWindow};
 use crate::subject_trie::SubjectTrie;
 
 /// A subscription in the index: which connection, and the id to stamp into delivered frames (for
@@ -80,6 +85,8 @@ struct PublishMemo {
     generation: u64,
     /// The subscriptions the subject matched.
     matches: Vec<Subscriber>,
+    /// Messages and bytes published on `subject` since they were last folded into the tally.
+    unfolded: SubjectCount,
 }
 
 /// The routing part of a service. Owned by the service loop.
@@ -98,6 +105,8 @@ pub(crate) struct Router {
     pub(crate) flush: FlushSet,
     /// Connections found past their bound (their `cut_off` is set), to be closed by the service.
     cut_offs: Vec<ConnectionKey>,
+    /// Messages and bytes per subject published by local clients in the monitoring window.
+    pub(crate) subjects: SubjectTally,
 }
 
 impl Router {
@@ -110,6 +119,15 @@ impl Router {
             publish_sequence: 0,
             flush: FlushSet::default(),
             cut_offs: Vec::new(),
+            subjects: SubjectTally::new(false),
+        }
+    }
+
+    /// An empty router that counts messages per subject when `count_subjects` is set.
+    pub(crate) fn with_subject_tally(count_subjects: bool) -> Router {
+        Router {
+            subjects: SubjectTally::new(count_subjects),
+            ..Router::new()
         }
     }
 
@@ -188,11 +206,19 @@ impl Router {
         let matches: &[Subscriber] = match memo {
             Some(memo) => {
                 if memo.subject != subject || memo.generation != generation {
+                    if memo.subject != subject && memo.unfolded.messages > 0 {
+                        self.subjects
+                            .add(&memo.subject, std::mem::take(&mut memo.unfolded));
+                    }
                     memo.subject.clear();
                     memo.subject.extend_from_slice(subject);
                     memo.generation = generation;
                     memo.matches.clear();
                     memo.matches.extend_from_slice(self.trie.matches(subject));
+                }
+                if !from_peer {
+                    memo.unfolded.messages += 1;
+                    memo.unfolded.bytes += frame.len() as u64;
                 }
                 &memo.matches
             }
@@ -270,9 +296,26 @@ impl Router {
             .map(|subscriber| subscriber.subscription_id)
     }
 
-    /// Drops a publisher's memo (it closed, or has been idle: the memory goes back).
+    /// Drops a publisher's memo (it closed, or has been idle: the memory goes back); what it
+    /// counted goes into the tally first.
     pub(crate) fn forget_publisher(&mut self, publisher: ConnectionKey) {
-        self.memos.remove(publisher);
+        if let Some(memo) = self.memos.remove(publisher) {
+            self.subjects.add(&memo.subject, memo.unfolded);
+        }
+    }
+
+    /// Closes the monitoring window: folds every memo's counts into the tally, and returns the
+    /// window's totals with its `top` heaviest subjects (the tally starts again empty).
+    pub(crate) fn close_subject_window(&mut self, top: usize) -> TallyWindow {
+        if self.subjects.enabled() {
+            for (_, memo) in &mut self.memos {
+                if memo.unfolded.messages > 0 {
+                    self.subjects
+                        .add(&memo.subject, std::mem::take(&mut memo.unfolded));
+                }
+            }
+        }
+        self.subjects.close_window(top)
     }
 }
 

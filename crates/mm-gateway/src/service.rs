@@ -63,6 +63,8 @@ use crate::log_limit::{echoed, shown};
 use crate::memory::{MemoryReturn, release_free_memory};
 use crate::mesh::dial::{DialRequest, Dialled, LinkError, dial};
 use crate::mesh::{DialVerdict, DialerId, Mesh, MeshEffect, MeshOutput};
+use crate::monitoring::Monitor;
+use crate::monitoring::snapshot::{ServiceSnapshot, SnapshotRequest};
 use crate::router::{Origin, Router, Subscriber};
 use crate::socket::{ConnectionHandle, Linger, ReadOutcome, SocketEvents, drive, linger};
 use crate::stats::{StatsSources, stats_message};
@@ -142,6 +144,21 @@ pub(crate) struct Incoming {
 pub(crate) enum ServiceCommand {
     /// Take over a connection.
     Attach(Box<Incoming>),
+    /// Answer with a snapshot of the service (for monitoring).
+    Snapshot {
+        /// What to include.
+        request: SnapshotRequest,
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<Box<ServiceSnapshot>>,
+    },
+    /// Publish a message the gateway built, as an `_MM.STATS` answer is published (statistics
+    /// for `_COORDINATOR`, SPEC §11).
+    Publish {
+        /// The subject (valid).
+        subject: String,
+        /// The encoded body.
+        body: Vec<u8>,
+    },
 }
 
 /// The state of one service, owned by its thread.
@@ -164,6 +181,8 @@ pub(crate) struct Service {
     applying_mesh_output: bool,
     /// Counters.
     pub(crate) counters: ServiceCounters,
+    /// Rates, top subjects, link round trips and events, for monitoring.
+    pub(crate) monitor: Monitor,
     /// The shared read buffer (taken out while a read runs).
     read_buffer: Vec<u8>,
     /// Where frames the gateway builds are encoded before they are queued.
@@ -221,6 +240,7 @@ impl Service {
         cancel: CancellationToken,
         load: Arc<ServiceLoad>,
     ) -> Rc<RefCell<Service>> {
+        let monitoring = context.config.monitoring_enabled();
         let mesh = Mesh::new(
             &name,
             &context.gateway_id,
@@ -232,12 +252,13 @@ impl Service {
                 name,
                 context,
                 connections: Connections::with_key(),
-                router: Router::new(),
+                router: Router::with_subject_tally(monitoring),
                 mesh,
                 mesh_output: MeshOutput::default(),
                 spare_mesh_output: MeshOutput::default(),
                 applying_mesh_output: false,
                 counters: ServiceCounters::new(),
+                monitor: Monitor::new(monitoring),
                 read_buffer: vec![0; READ_BUFFER_BYTES],
                 frame_scratch: Vec::new(),
                 batch_origin: None,
@@ -404,6 +425,7 @@ impl Service {
         });
         self.send_frame(key, &Header::new(Action::Ack), &ack);
         let describe = format!("{} ({protocol})", self.connections[key].describe());
+        self.monitor.link_up(&self.name, describe.clone(), None);
         self.mesh.accepted_link_up(
             key,
             hello.gateway_id.clone(),
@@ -623,6 +645,9 @@ impl Service {
             protocol,
             peer_heartbeat,
         });
+        let describe = self.connections[key].describe();
+        let address = self.mesh.dialers()[dialer].address.clone();
+        self.monitor.link_up(&self.name, describe, Some(&address));
         self.mesh
             .dialled_link_up(dialer, key, peer_id, protocol, &mut self.mesh_output);
         self.apply_mesh_output();
@@ -1056,6 +1081,7 @@ impl Service {
             .is_some_and(|connection| connection.role.is_link())
         {
             let body = decode_or_empty(&frame[header.body_offset..]);
+            self.monitor.link_pong(key, &body, Instant::now());
             self.mesh.link_pong(key, &body, &mut self.mesh_output);
             self.apply_mesh_output();
         }
@@ -1332,6 +1358,7 @@ impl Service {
         );
         self.counters.dropped_bytes += dropped_bytes as u64;
         self.counters.dropped_frames += dropped_frames as u64;
+        self.record_cut_off(key, reason, is_link, dropped_bytes, dropped_frames);
         if reason == CloseReason::OutputBudget {
             self.counters.output_budget_cuts += 1;
         }
@@ -1483,6 +1510,7 @@ impl Service {
             warn!(service = %self.name, connection = %connection.describe(), %reason, subscriptions = count, "connection closed");
         }
         if connection.role.is_link() {
+            self.record_link_down(&connection, reason);
             self.mesh.link_closed(key, reason, &mut self.mesh_output);
         }
         self.apply_mesh_output();
@@ -1614,6 +1642,7 @@ impl Service {
             }
         }
         self.mesh.check_one_sided_links(now);
+        self.monitor_housekeeping(now);
         self.flush();
         // Not while subscriptions are still being retired: the memory is not free yet.
         if self.retiring.is_empty() && self.memory.observe(queued) {
@@ -1836,6 +1865,13 @@ async fn run(
                     state.borrow_mut().attach(*incoming);
                     load.arriving.fetch_sub(1, Ordering::SeqCst);
                 }
+                Some(ServiceCommand::Snapshot { request, reply }) => {
+                    let snapshot = state.borrow_mut().snapshot(&request);
+                    let _ = reply.send(Box::new(snapshot));
+                }
+                Some(ServiceCommand::Publish { subject, body }) => {
+                    state.borrow_mut().publish_from_gateway(&subject, &body);
+                }
                 None => break,
             },
             _ = ticker.tick() => state.borrow_mut().housekeeping(),
@@ -1844,8 +1880,10 @@ async fn run(
     // Refuse what is still queued (the acceptor gets the connections back and retries them), then
     // close everything.
     commands.close();
-    while let Ok(ServiceCommand::Attach(_)) = commands.try_recv() {
-        load.arriving.fetch_sub(1, Ordering::SeqCst);
+    while let Ok(command) = commands.try_recv() {
+        if let ServiceCommand::Attach(_) = command {
+            load.arriving.fetch_sub(1, Ordering::SeqCst);
+        }
     }
     state.borrow_mut().close_all();
     tasks.close();
@@ -1858,5 +1896,6 @@ async fn run(
     info!(service = %name, "service stopped");
 }
 
+mod observe;
 #[cfg(test)]
 mod tests;

@@ -231,12 +231,24 @@ impl GatewayLauncher {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut process = ChildProcess::new(child);
         let (sender, receiver) = std::sync::mpsc::channel();
+        let later_lines = Arc::new(Mutex::new(Vec::new()));
+        let later_sink = later_lines.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut first = String::new();
             let _ = reader.read_line(&mut first);
             let _ = sender.send(first);
-            // Keep draining so the gateway never blocks on stdout.
+            // Later lines (the monitoring address) are kept, a few; the rest is drained so the
+            // gateway never blocks on stdout.
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if let Ok(mut lines) = later_sink.lock() {
+                    if lines.len() < 16 {
+                        lines.push(line.trim().to_owned());
+                    }
+                }
+                line.clear();
+            }
             let mut rest = Vec::new();
             let _ = reader.read_to_end(&mut rest);
         });
@@ -262,6 +274,7 @@ impl GatewayLauncher {
         Ok(GatewayProcess {
             process,
             address,
+            stdout_lines: later_lines,
             log,
             args: self
                 .args
@@ -278,6 +291,8 @@ pub struct GatewayProcess {
     process: ChildProcess,
     /// The address it listens on, with 127.0.0.1 for a wildcard bind.
     address: SocketAddr,
+    /// Lines it printed on stdout after the first.
+    stdout_lines: Arc<Mutex<Vec<String>>>,
     /// Everything it wrote to stderr.
     log: Arc<Mutex<String>>,
     args: Vec<String>,
@@ -321,6 +336,39 @@ impl GatewayProcess {
     /// `host:port` to connect to.
     pub fn address_string(&self) -> String {
         self.address.to_string()
+    }
+
+    /// The monitoring server's address, from the gateway's `mm-gateway monitoring on
+    /// http://ADDR` line (waits for it; `None` if monitoring is off). A wildcard address is
+    /// given as 127.0.0.1.
+    pub fn monitoring_address(&self) -> Option<SocketAddr> {
+        let mut found = None;
+        crate::wait_until(PATIENCE, || {
+            found = self.stdout_lines.lock().ok().and_then(|lines| {
+                lines.iter().find_map(|line| {
+                    line.strip_prefix("mm-gateway monitoring on http://")
+                        .and_then(|address| address.parse::<SocketAddr>().ok())
+                })
+            });
+            found.is_some()
+                || !self
+                    .args
+                    .iter()
+                    .any(|arg| arg == "--http" || arg == "--config")
+        });
+        found.map(|address| {
+            if address.ip().is_unspecified() {
+                SocketAddr::from(([127, 0, 0, 1], address.port()))
+            } else {
+                address
+            }
+        })
+    }
+
+    /// The monitoring server's address; panics if monitoring is off.
+    pub fn http(&self) -> SocketAddr {
+        self.monitoring_address()
+            .expect("the gateway prints its monitoring address (started with --http?)")
     }
 
     /// The port.

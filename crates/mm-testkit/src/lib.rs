@@ -13,12 +13,14 @@
 //!   records loss, order and stalls while a test abuses the gateway; [`ProcessStatus`] and
 //!   [`MemoryGuard`] read and cap what the gateway process costs.
 //! * [`reliability`] holds the abuse scenarios' figures and renders `docs/reliability.md`.
+//! * [`http_get`] asks the gateway's monitoring server (`GatewayProcess::monitoring_address`).
 //! * [`wait_until`] polls a condition with a deadline, for the rare cases where no flush (PING/PONG)
 //!   can serve as the synchronisation point.
 
 mod child_process;
 mod gateway;
 mod healthy_stream;
+mod http;
 pub mod mesh;
 pub mod process;
 mod raw_client;
@@ -29,6 +31,7 @@ pub use gateway::{
     ConfigFile, GatewayLauncher, GatewayProcess, binary_path, free_port, write_config,
 };
 pub use healthy_stream::{HealthyStream, HealthyStreamOptions, StreamReport};
+pub use http::{HttpResponse, http_get};
 pub use mesh::MeshProcesses;
 pub use process::{GuardReport, MemoryGuard, ProcessStatus};
 pub use raw_client::{RawClient, RawClientOptions, Received};

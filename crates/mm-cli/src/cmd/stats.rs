@@ -1,4 +1,6 @@
-//! `mm stats`: the gateway's `_MM.STATS` answer as a readable table.
+//! `mm stats`: the gateway's `_MM.STATS` answer as a readable table — or, with `--http`, the
+//! service's snapshot from the gateway's monitoring server (rates, top subjects, connections,
+//! mesh), in the same layout.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,16 +10,23 @@ use anyhow::Context;
 use messaging_mesh::{FieldValue, Message};
 
 use super::{GatewayArgs, Lifetime, connect, parse_seconds};
+use crate::monitoring_api::{HttpArgs, MonitoringClient};
+
+/// Connections listed with `--http`.
+const HTTP_CONNECTIONS: usize = 100;
 
 /// Print the gateway's statistics for a service.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Prints the service's totals, then one table per kind of entry \
 (connections, mesh links, peers). Field names are those of the gateway's _MM.STATS answer.\n\n\
+With --http, reads the gateway's monitoring server instead (mm-gateway --http PORT): rates, \
+top subjects, connections and mesh links of the service, as docs/monitoring.md names them.\n\n\
 Examples:\n  \
 mm stats\n  \
 mm stats --gateway gw1:5050 --service VULCAN\n  \
-mm stats --json | jq '.connection'"
+mm stats --json | jq '.connection'\n  \
+mm stats --http gw1:8222 --service VULCAN"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -28,10 +37,19 @@ pub struct Args {
     /// Seconds to wait for the gateway's answer.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     timeout: Duration,
+    /// Read the gateway's monitoring HTTP server at HOST:PORT instead of asking _MM.STATS.
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<String>,
+    /// Token for the monitoring server (default: the MM_GATEWAY_HTTP_TOKEN variable).
+    #[arg(long, value_name = "TOKEN", requires = "http")]
+    token: Option<String>,
 }
 
 /// Asks the gateway and prints its answer.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(address) = &args.http {
+        return run_http(&args, address);
+    }
     let connection = connect(&args.gateway, Lifetime::OneShot)?;
     let reply = connection
         .send_request("_MM.STATS", &Message::new(), args.timeout)
@@ -47,6 +65,123 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `mm stats --http`: the service's snapshot and its busiest connections.
+fn run_http(args: &Args, address: &str) -> anyhow::Result<ExitCode> {
+    let client = MonitoringClient::new(&HttpArgs {
+        address: address.to_owned(),
+        token: args.token.clone(),
+    });
+    let service = &args.gateway.service;
+    let mut snapshot: serde_json::Value = client.get(&format!("/api/services/{service}"))?;
+    let connections: serde_json::Value = client.get(&format!(
+        "/api/services/{service}/connections?sort=bytes&limit={HTTP_CONNECTIONS}"
+    ))?;
+    if let Some(object) = snapshot.as_object_mut() {
+        object.remove("history");
+        object.insert("connections".into(), connections["connections"].clone());
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{snapshot}")?;
+    } else {
+        out.write_all(json_report(&snapshot).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A JSON snapshot as text: `name  value` lines for its scalars (nested objects as
+/// `outer.inner`), then one table per array of objects.
+pub fn json_report(value: &serde_json::Value) -> String {
+    let mut scalars = Vec::new();
+    let mut tables = Vec::new();
+    collect_json(value, "", &mut scalars, &mut tables);
+    let width = scalars
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::new();
+    for (name, value) in &scalars {
+        text.push_str(&format!("{name:<width$}  {value}\n"));
+    }
+    for (name, rows) in tables {
+        text.push_str(&format!("\n{} ({})\n", name.to_uppercase(), rows.len()));
+        let messages: Vec<Message> = rows
+            .iter()
+            .map(|row| {
+                let mut message = Message::new();
+                let mut cells = Vec::new();
+                flatten_row(row, "", &mut cells);
+                for (column, cell) in cells {
+                    message.push(column.as_str(), cell.as_str());
+                }
+                message
+            })
+            .collect();
+        let references: Vec<&Message> = messages.iter().collect();
+        text.push_str(&entry_table(&references));
+    }
+    text
+}
+
+fn json_scalar(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Number(number) => match number.as_f64() {
+            Some(float) if number.is_f64() => format!("{float:.2}"),
+            _ => number.to_string(),
+        },
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn collect_json(
+    value: &serde_json::Value,
+    prefix: &str,
+    scalars: &mut Vec<(String, String)>,
+    tables: &mut Vec<(String, Vec<serde_json::Value>)>,
+) {
+    let Some(object) = value.as_object() else {
+        return;
+    };
+    for (key, value) in object {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            serde_json::Value::Object(_) => collect_json(value, &name, scalars, tables),
+            serde_json::Value::Array(items) if items.iter().all(|item| item.is_object()) => {
+                if !items.is_empty() {
+                    tables.push((name, items.clone()));
+                }
+            }
+            other => scalars.push((name, json_scalar(other))),
+        }
+    }
+}
+
+fn flatten_row(value: &serde_json::Value, prefix: &str, cells: &mut Vec<(String, String)>) {
+    let Some(object) = value.as_object() else {
+        return;
+    };
+    for (key, value) in object {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            serde_json::Value::Object(_) => flatten_row(value, &name, cells),
+            serde_json::Value::Array(_) => {}
+            other => cells.push((name, json_scalar(other))),
+        }
+    }
 }
 
 /// The answer as text: `name  value` lines for the totals, then a table per repeated entry.
@@ -213,6 +348,29 @@ mod tests {
              id  name  frames_in\n\
              \x201  mm           12\n\
              22  feed       3456\n"
+        );
+    }
+
+    #[test]
+    fn json_snapshot_as_text() {
+        let snapshot = serde_json::json!({
+            "name": "TEST",
+            "rates": {"messages_in": 1.5},
+            "mesh": {"links": [], "peers": [{"address": "b:1", "state": "up"}]},
+            "connections": [{"id": 1, "rates": {"messages_in": 2.0}}],
+        });
+        assert_eq!(
+            json_report(&snapshot),
+            "name               TEST\n\
+             rates.messages_in  1.50\n\
+             \n\
+             CONNECTIONS (1)\n\
+             id  rates.messages_in\n\
+             \x201               2.00\n\
+             \n\
+             MESH.PEERS (1)\n\
+             address  state\n\
+             b:1      up\n"
         );
     }
 

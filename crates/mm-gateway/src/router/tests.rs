@@ -205,3 +205,72 @@ fn gateway_answers_route_like_a_client_publish() {
         assert_eq!(router.subscription_matching(requester, b"_INBOX.x.7"), None);
     });
 }
+
+#[test]
+fn top_subjects_are_counted_on_the_memo_and_folded_when_the_subject_changes() {
+    run(async {
+        let mut connections = Connections::with_key();
+        let publisher = connection(&mut connections, client()).await;
+        let other = connection(&mut connections, client()).await;
+        let peer = connection(&mut connections, link()).await;
+        let mut router = Router::with_subject_tally(true);
+        let a = publish("A");
+        let b = publish("B.x");
+        let mut route = |router: &mut Router, origin, frame: &Vec<u8>, subject: &[u8]| {
+            router.route(origin, frame, subject, &mut connections);
+        };
+        route(&mut router, Origin::Client(publisher), &a, b"A");
+        route(&mut router, Origin::Client(publisher), &a, b"A");
+        route(&mut router, Origin::Client(publisher), &b, b"B.x");
+        // The memo counts; only the change of subject folded "A" into the tally.
+        assert_eq!(router.subjects.close_window(5).total.messages, 2);
+
+        route(&mut router, Origin::Client(publisher), &a, b"A");
+        route(&mut router, Origin::Client(other), &b, b"B.x");
+        // Messages from peers and from the gateway are not counted (SPEC §11: local clients).
+        route(&mut router, Origin::Peer(peer), &a, b"A");
+        route(&mut router, Origin::Gateway, &a, b"A");
+        // A forgotten memo is folded first.
+        router.forget_publisher(other);
+        let window = router.close_subject_window(5);
+        assert_eq!(window.total.messages, 3);
+        let counts: Vec<(String, u64, u64)> = window
+            .by_messages
+            .iter()
+            .map(|entry| {
+                (
+                    entry.subject.clone(),
+                    entry.count.messages,
+                    entry.count.bytes,
+                )
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            vec![
+                ("B.x".into(), 2, 2 * b.len() as u64),
+                ("A".into(), 1, a.len() as u64),
+            ]
+        );
+        // The next window starts from nothing.
+        assert_eq!(router.close_subject_window(5).total.messages, 0);
+    });
+}
+
+#[test]
+fn no_tally_when_monitoring_is_off() {
+    run(async {
+        let mut connections = Connections::with_key();
+        let publisher = connection(&mut connections, client()).await;
+        let mut router = Router::new();
+        for subject in ["A", "B", "A"] {
+            router.route(
+                Origin::Client(publisher),
+                &publish(subject),
+                subject.as_bytes(),
+                &mut connections,
+            );
+        }
+        assert_eq!(router.close_subject_window(5).total.messages, 0);
+    });
+}
