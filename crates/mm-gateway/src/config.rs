@@ -26,7 +26,7 @@
 //!
 //! Unknown keys are warnings (so a file written for a newer gateway still loads); a file that is
 //! not JSON, or a value of the wrong type or out of range, is an error. Command-line options
-//! override the file.
+//! override the file. Mesh discovery (etcd, DNS) has its keys in [`discovery`].
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -36,6 +36,10 @@ use std::time::Duration;
 use mm_wire::subject::validate_service_name;
 use serde::Deserialize;
 use serde_json::Value;
+
+pub mod discovery;
+
+pub use discovery::{DiscoveryConfig, EtcdConfig};
 
 /// Default TCP port.
 pub const DEFAULT_PORT: u16 = 5050;
@@ -154,16 +158,27 @@ pub struct GatewayConfig {
     pub meshes: Vec<MeshConfig>,
     /// Gateway-wide bounds.
     pub limits: Limits,
+    /// Where peers reach this gateway (`host:port`), as registered with etcd. None: the listening
+    /// address, or the gateway name and port when listening on every interface.
+    pub advertise_address: Option<String>,
+    /// How mesh peers are discovered besides the listed addresses: etcd, DNS.
+    pub discovery: DiscoveryConfig,
 }
 
 /// One entry of `StartupMeshes`: a service and the gateways of its mesh.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeshConfig {
     /// The service name.
     pub service: String,
     /// `host:port` of every gateway in the mesh; this gateway may be among them (it finds and
     /// skips itself by `gateway_id`).
     pub gateways: Vec<String>,
+    /// Whether the gateways of the mesh also find each other through etcd
+    /// (`DiscoverMeshUsingEtcd`).
+    pub etcd: bool,
+    /// `dns:` entries of `MeshGateways`, as `name:port`: every address the name resolves to is a
+    /// gateway of the mesh, resolved again every `DnsRefreshMs`.
+    pub dns: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -181,6 +196,8 @@ impl Default for GatewayConfig {
             allowed_services: None,
             meshes: Vec::new(),
             limits: Limits::default(),
+            advertise_address: None,
+            discovery: DiscoveryConfig::default(),
         }
     }
 }
@@ -207,6 +224,13 @@ impl GatewayConfig {
     /// The mesh configured for `service`, if any.
     pub fn mesh_for(&self, service: &str) -> Option<&MeshConfig> {
         self.meshes.iter().find(|mesh| mesh.service == service)
+    }
+
+    /// Whether any service finds its peers through etcd or DNS.
+    pub fn uses_discovery(&self) -> bool {
+        self.meshes
+            .iter()
+            .any(|mesh| mesh.etcd || !mesh.dns.is_empty())
     }
 
     /// Applies a configuration file on top of `self`. Returns the warnings to log (unknown keys,
@@ -318,6 +342,22 @@ impl GatewayConfig {
             }
             self.limits.frame_progress_timeout = Duration::from_millis(ms);
         }
+        if let Some(address) = file.advertise_address {
+            check_host_port(&address).map_err(|message| {
+                invalid("AdvertiseAddress", &format!("`{address}`: {message}"))
+            })?;
+            self.advertise_address = Some(address);
+        }
+        discovery::apply(
+            &mut self.discovery,
+            discovery::DiscoveryKeys {
+                etcd: file.etcd,
+                dns_servers: file.dns_servers,
+                dns_refresh_ms: file.dns_refresh_ms,
+                discovery_grace_ms: file.discovery_grace_ms,
+            },
+            &mut warnings,
+        )?;
         if let Some(services) = file.allowed_services {
             for service in &services {
                 validate_service_name(service).map_err(|error| {
@@ -346,13 +386,25 @@ impl GatewayConfig {
                     mesh.name
                 ));
             }
+            let mut gateways = Vec::new();
+            let mut dns = Vec::new();
             for gateway in &mesh.mesh_gateways {
-                check_host_port(gateway).map_err(|message| {
-                    invalid(
-                        &format!("{key}.MeshGateways"),
-                        &format!("`{gateway}`: {message}"),
-                    )
-                })?;
+                match discovery::dns_entry(gateway) {
+                    Ok(Some(name_port)) => dns.push(name_port.to_owned()),
+                    Ok(None) => gateways.push(gateway.clone()),
+                    Err(message) => {
+                        return Err(invalid(
+                            &format!("{key}.MeshGateways"),
+                            &format!("`{gateway}`: {message}"),
+                        ));
+                    }
+                }
+            }
+            if mesh.discover_mesh_using_etcd && self.discovery.etcd.is_none() {
+                return Err(invalid(
+                    &format!("{key}.DiscoverMeshUsingEtcd"),
+                    "needs an `Etcd` section with the registry's `Endpoints`",
+                ));
             }
             if self
                 .meshes
@@ -366,7 +418,9 @@ impl GatewayConfig {
             }
             self.meshes.push(MeshConfig {
                 service: mesh.name,
-                gateways: mesh.mesh_gateways,
+                gateways,
+                etcd: mesh.discover_mesh_using_etcd,
+                dns,
             });
         }
         Ok(warnings)
@@ -471,6 +525,11 @@ struct ConfigFile {
     max_services: Option<u64>,
     service_idle_stop_ms: Option<u64>,
     frame_progress_timeout_ms: Option<u64>,
+    advertise_address: Option<String>,
+    etcd: Option<discovery::EtcdSection>,
+    dns_servers: Option<Vec<String>>,
+    dns_refresh_ms: Option<u64>,
+    discovery_grace_ms: Option<u64>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -481,6 +540,8 @@ struct StartupMesh {
     name: String,
     #[serde(default)]
     discover_mesh_using_coordinator: bool,
+    #[serde(default)]
+    discover_mesh_using_etcd: bool,
     #[serde(default)]
     mesh_gateways: Vec<String>,
     #[serde(flatten)]
@@ -566,6 +627,7 @@ mod tests {
                     "hostB:5050".into(),
                     "localhost:5051".into()
                 ],
+                ..MeshConfig::default()
             }]
         );
     }

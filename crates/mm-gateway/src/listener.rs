@@ -35,6 +35,7 @@ use tracing::{debug, info, warn};
 use crate::config::MAX_HANDSHAKE_FRAME_BYTES;
 use crate::context::GatewayContext;
 use crate::log_limit::{WarningBudget, shown};
+use crate::mesh::DiscoveryReport;
 use crate::service::{self, Incoming, ServiceCommand, ServiceHandle};
 use crate::socket::send_and_close;
 
@@ -154,8 +155,11 @@ impl ServiceRegistry {
         for attempt in 0..2 {
             match ticket.commands.send(ServiceCommand::Attach(incoming)).await {
                 Ok(()) => return Ok(()),
-                Err(tokio::sync::mpsc::error::SendError(ServiceCommand::Attach(back))) => {
+                Err(tokio::sync::mpsc::error::SendError(command)) => {
                     ticket.load.arriving.fetch_sub(1, Ordering::SeqCst);
+                    let ServiceCommand::Attach(back) = command else {
+                        unreachable!("a failed send gives back the Attach that was sent");
+                    };
                     incoming = back;
                 }
             }
@@ -175,6 +179,19 @@ impl ServiceRegistry {
             }
         }
         Err((ServiceUnavailable::Stopped, incoming))
+    }
+
+    /// Passes what discovery found to service `name`, if it runs (discovery serves configured
+    /// services, which run from start to shutdown). Waits while the service's queue is full.
+    pub(crate) async fn report_discovery(&self, name: &str, report: DiscoveryReport) {
+        let commands = match self.services.lock() {
+            Ok(services) => services.get(name).map(|handle| handle.commands.clone()),
+            Err(_) => None,
+        };
+        if let Some(commands) = commands {
+            // Fails only when the service is stopping: nothing to tell it then.
+            let _ = commands.send(ServiceCommand::Discovered(report)).await;
+        }
     }
 
     /// Stops the on-demand services that have had no connection for `ServiceIdleStopMs`.

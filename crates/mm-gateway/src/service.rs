@@ -62,7 +62,7 @@ use crate::inbound::{AfterFrame, READ_BUFFER_BYTES, ReadStatus, Split, read_fram
 use crate::log_limit::{echoed, shown};
 use crate::memory::{MemoryReturn, release_free_memory};
 use crate::mesh::dial::{DialRequest, Dialled, LinkError, dial};
-use crate::mesh::{DialVerdict, DialerId, Mesh, MeshEffect, MeshOutput};
+use crate::mesh::{DialVerdict, DialerId, DiscoveryReport, Mesh, MeshEffect, MeshOutput};
 use crate::router::{Origin, Router, Subscriber};
 use crate::socket::{ConnectionHandle, ReadOutcome, SocketEvents, drive, linger};
 use crate::stats::{StatsSources, stats_message};
@@ -130,6 +130,8 @@ pub(crate) struct Incoming {
 pub(crate) enum ServiceCommand {
     /// Take over a connection.
     Attach(Box<Incoming>),
+    /// What discovery (etcd, DNS) found for this service: a new peer set, or its health.
+    Discovered(DiscoveryReport),
 }
 
 /// The state of one service, owned by its thread.
@@ -210,6 +212,7 @@ impl Service {
             &context.gateway_id,
             context.config.mesh_for(&name),
             context.config.redial_max,
+            context.config.discovery.grace,
         );
         Rc::new_cyclic(|this| {
             RefCell::new(Service {
@@ -485,6 +488,11 @@ impl Service {
                         attempt,
                         delay,
                     } => self.spawn_dial_timer(*dialer, *attempt, *delay),
+                    MeshEffect::DropAfter {
+                        dialer,
+                        departure,
+                        delay,
+                    } => self.spawn_drop_timer(*dialer, *departure, *delay),
                     MeshEffect::Connect {
                         dialer,
                         attempt,
@@ -512,6 +520,36 @@ impl Service {
                 })
                 .await;
         });
+    }
+
+    fn spawn_drop_timer(&self, dialer: DialerId, departure: u64, delay: Duration) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        let cancel = self.cancel.clone();
+        self.tasks.spawn_local(async move {
+            cancel
+                .run_until_cancelled(async {
+                    tokio::time::sleep(delay).await;
+                    this.borrow_mut().drop_due(dialer, departure);
+                })
+                .await;
+        });
+    }
+
+    /// A leaving peer's grace period is over.
+    fn drop_due(&mut self, dialer: DialerId, departure: u64) {
+        self.mesh.drop_due(dialer, departure, &mut self.mesh_output);
+        self.apply_mesh_output();
+        self.flush();
+    }
+
+    /// Discovery reported on this service's peers.
+    pub(crate) fn discovered(&mut self, report: DiscoveryReport) {
+        self.mesh.discovery_report(report, &mut self.mesh_output);
+        self.stats_cache = None;
+        self.apply_mesh_output();
+        self.flush();
     }
 
     fn spawn_dial(&self, dialer: DialerId, attempt: u64, address: String) {
@@ -580,7 +618,10 @@ impl Service {
         if self.shutting_down {
             return;
         }
-        let configured_address = self.mesh.dialers()[dialer].address.clone();
+        let Some(configured_address) = self.mesh.dialer(dialer).map(|entry| entry.address.clone())
+        else {
+            return;
+        };
         let (protocol, peer_heartbeat, name) = match &ack {
             Some(ack) => (
                 Protocol::Mm2,
@@ -1775,6 +1816,7 @@ async fn run(
                     state.borrow_mut().attach(*incoming);
                     load.arriving.fetch_sub(1, Ordering::SeqCst);
                 }
+                Some(ServiceCommand::Discovered(report)) => state.borrow_mut().discovered(report),
                 None => break,
             },
             _ = ticker.tick() => state.borrow_mut().housekeeping(),
@@ -1783,8 +1825,10 @@ async fn run(
     // Refuse what is still queued (the acceptor gets the connections back and retries them), then
     // close everything.
     commands.close();
-    while let Ok(ServiceCommand::Attach(_)) = commands.try_recv() {
-        load.arriving.fetch_sub(1, Ordering::SeqCst);
+    while let Ok(command) = commands.try_recv() {
+        if let ServiceCommand::Attach(_) = command {
+            load.arriving.fetch_sub(1, Ordering::SeqCst);
+        }
     }
     state.borrow_mut().close_all();
     tasks.close();
