@@ -29,6 +29,7 @@
 //! * [`subject_trie`] — the subscription index and its match cache.
 //! * `mesh` — links to peer gateways, interest propagation, mesh-wide flush: a state machine
 //!   that returns effects; `mesh::dial` dials.
+//! * `discovery` — finding mesh peers through etcd and DNS; sends each service its peer sets.
 //! * `subscriptions` — one connection's subscriptions, indexed by id and by pattern.
 //! * `counters`, `stats` — counters, and the `_MM.STATS` answer built from them.
 //! * `memory` — handing memory back to the system after a burst.
@@ -42,6 +43,7 @@ pub mod config;
 mod connection;
 mod context;
 mod counters;
+mod discovery;
 mod flush_set;
 mod inbound;
 mod listener;
@@ -82,6 +84,10 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
+    /// Mesh discovery cannot work as configured (a certificate or password file that cannot be
+    /// read, an unreadable resolver configuration).
+    #[error("mesh discovery: {0}")]
+    Discovery(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A configured service could not be started.
     #[error("cannot start service `{service}`")]
     Service {
@@ -100,6 +106,7 @@ pub struct Gateway {
     registry: Arc<listener::ServiceRegistry>,
     context: Arc<GatewayContext>,
     shutdown: CancellationToken,
+    discovery: Option<discovery::Discovery>,
 }
 
 impl Gateway {
@@ -114,6 +121,8 @@ impl Gateway {
             .local_addr()
             .map_err(|source| GatewayError::Bind { address, source })?;
         let context = Arc::new(GatewayContext::new(config, local_address));
+        let discovery = discovery::Discovery::new(&context, local_address)
+            .map_err(|error| GatewayError::Discovery(Box::new(error)))?;
         let shutdown = CancellationToken::new();
         let registry = Arc::new(listener::ServiceRegistry::new(
             context.clone(),
@@ -134,6 +143,7 @@ impl Gateway {
             registry,
             context,
             shutdown,
+            discovery: (!discovery.is_empty()).then_some(discovery),
         })
     }
 
@@ -147,20 +157,27 @@ impl Gateway {
         &self.context.gateway_id
     }
 
-    /// Accepts connections until `shutdown` completes, then closes every connection and stops
-    /// every service. One cancellation token reaches everything: the acceptor, handshakes in
-    /// progress, every service loop and its dials; each waits for its tasks through a
-    /// `TaskTracker`.
+    /// Accepts connections (and runs mesh discovery) until `shutdown` completes, then closes
+    /// every connection and stops every service. One cancellation token reaches everything: the
+    /// acceptor, handshakes in progress, discovery, every service loop and its dials; each waits
+    /// for its tasks through a `TaskTracker`.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let acceptor = tokio::spawn(listener::accept_loop(
             self.listener,
             self.registry.clone(),
             self.shutdown.clone(),
         ));
+        let discovery = self.discovery.map(|discovery| {
+            tokio::spawn(discovery.run(self.registry.clone(), self.shutdown.clone()))
+        });
         shutdown.await;
         info!("shutting down");
         self.shutdown.cancel();
         let _ = acceptor.await;
+        if let Some(discovery) = discovery {
+            // Withdraws the etcd registration (bounded to about a second).
+            let _ = discovery.await;
+        }
         self.registry.shutdown().await;
         info!("stopped");
     }

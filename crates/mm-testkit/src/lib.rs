@@ -9,15 +9,18 @@
 //!   when the returned [`ConfigFile`] is dropped: test runs leave nothing behind.
 //! * [`RawClient`] speaks the wire protocol frame by frame over a blocking socket, built only on
 //!   `mm-wire`: conformance tests see exactly the bytes the gateway sends.
+//! * [`EtcdServer`] runs a real single-member etcd on loopback for discovery tests.
 //! * [`wait_until`] polls a condition with a deadline, for the rare cases where no flush (PING/PONG)
 //!   can serve as the synchronisation point.
 
 mod child_process;
+mod etcd;
 mod gateway;
 pub mod mesh;
 mod raw_client;
 
 pub use child_process::ChildProcess;
+pub use etcd::{EtcdServer, EtcdTls};
 pub use gateway::{
     ConfigFile, GatewayLauncher, GatewayProcess, binary_path, free_port, write_config,
 };
