@@ -88,7 +88,7 @@ pub fn table(message: &Message) -> String {
 }
 
 /// A table with one row per entry and one column per field name (in order of appearance).
-fn entry_table(entries: &[&Message]) -> String {
+pub fn entry_table(entries: &[&Message]) -> String {
     let mut columns: Vec<String> = Vec::new();
     for entry in entries {
         for field in *entry {
