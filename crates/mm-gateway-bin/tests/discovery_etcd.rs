@@ -358,9 +358,10 @@ fn certificates(directory: &std::path::Path) -> (EtcdTls, [std::path::PathBuf; 3
     )
 }
 
-/// Creates user `root` with `password` and turns authentication on.
+/// Turns authentication on, with user `mm-gateway` (`password`) allowed to read and write the
+/// keys under `/messaging-mesh/` only, as docs/deployment.md sets it up.
 fn enable_authentication(endpoint: &str, files: &[std::path::PathBuf; 3], password: &str) {
-    use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+    use etcd_client::{Certificate, Client, ConnectOptions, Identity, Permission, TlsOptions};
     let read = |path: &std::path::PathBuf| std::fs::read(path).unwrap();
     let tls = TlsOptions::new()
         .ca_certificate(Certificate::from_pem(read(&files[0])))
@@ -372,8 +373,17 @@ fn enable_authentication(endpoint: &str, files: &[std::path::PathBuf; 3], passwo
     runtime.block_on(async {
         let options = ConnectOptions::new().with_tls(tls);
         let mut etcd = Client::connect([endpoint], Some(options)).await.unwrap();
-        etcd.user_add("root", password, None).await.unwrap();
+        etcd.user_add("root", "root-only", None).await.unwrap();
         etcd.user_grant_role("root", "root").await.unwrap();
+        etcd.role_add("mm-gateway").await.unwrap();
+        etcd.role_grant_permission(
+            "mm-gateway",
+            Permission::read_write("/messaging-mesh/").with_prefix(),
+        )
+        .await
+        .unwrap();
+        etcd.user_add("mm-gateway", password, None).await.unwrap();
+        etcd.user_grant_role("mm-gateway", "mm-gateway").await.unwrap();
         etcd.auth_enable().await.unwrap();
     });
 }
@@ -391,17 +401,17 @@ fn etcd_over_tls_with_a_client_certificate_and_a_password() {
     let from_file = etcd_config(
         &etcd.endpoint(),
         &format!(
-            r#"{tls}, "Username": "root", "PasswordFile": "{}""#,
+            r#"{tls}, "Username": "mm-gateway", "PasswordFile": "{}""#,
             password_file.display()
         ),
     );
     let inline = etcd_config(
         &etcd.endpoint(),
-        &format!(r#"{tls}, "Username": "root", "Password": "s3cret""#),
+        &format!(r#"{tls}, "Username": "mm-gateway", "Password": "s3cret""#),
     );
     let wrong = etcd_config(
         &etcd.endpoint(),
-        &format!(r#"{tls}, "Username": "root", "Password": "wrong""#),
+        &format!(r#"{tls}, "Username": "mm-gateway", "Password": "wrong""#),
     );
     let first = start(&from_file, "gw1");
     let second = start(&inline, "gw2");
