@@ -383,7 +383,9 @@ fn enable_authentication(endpoint: &str, files: &[std::path::PathBuf; 3], passwo
         .await
         .unwrap();
         etcd.user_add("mm-gateway", password, None).await.unwrap();
-        etcd.user_grant_role("mm-gateway", "mm-gateway").await.unwrap();
+        etcd.user_grant_role("mm-gateway", "mm-gateway")
+            .await
+            .unwrap();
         etcd.auth_enable().await.unwrap();
     });
 }

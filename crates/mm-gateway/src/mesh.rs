@@ -1086,7 +1086,7 @@ impl Mesh {
                     service = %self.service,
                     peer = %link.describe,
                     "one-sided mesh peer: it dials this gateway, but is not among this gateway's \
-                     MeshGateways, so this gateway does not send it interest"
+                     peers (MeshGateways, etcd, DNS), so this gateway does not send it interest"
                 );
             }
         }

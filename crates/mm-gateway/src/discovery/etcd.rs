@@ -282,48 +282,57 @@ impl EtcdDiscovery {
         reported: &mut Reported,
         delay: &mut Duration,
     ) -> Result<(), SessionError> {
-        let mut client = within(
-            "connect",
-            Client::connect(&self.endpoints, Some(self.options.clone())),
-        )
-        .await?;
-        let lease = within(
-            "lease grant",
-            client.lease_grant(self.lease_ttl_seconds, None),
-        )
-        .await?;
-        let lease_id = lease.id();
-        let ttl = Duration::from_secs(lease.ttl().max(1) as u64);
-        for service in &self.services {
-            self.register(&mut client, service, lease_id).await?;
-        }
-        let (mut keeper, mut keep_alives) =
-            within("lease keep-alive", client.lease_keep_alive(lease_id)).await?;
-        let snapshot = within(
-            "read",
-            client.get(self.prefix.as_str(), Some(GetOptions::new().with_prefix())),
-        )
-        .await?;
-        let revision = snapshot.header().map_or(0, |header| header.revision());
-        let mut watch = within(
-            "watch",
-            client.watch(
-                self.prefix.as_str(),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision + 1),
+        // Connecting and registering can wait on an unreachable etcd for a while: shutdown does
+        // not wait for it.
+        let setup = async {
+            let mut client = within(
+                "connect",
+                Client::connect(&self.endpoints, Some(self.options.clone())),
+            )
+            .await?;
+            let lease = within(
+                "lease grant",
+                client.lease_grant(self.lease_ttl_seconds, None),
+            )
+            .await?;
+            let lease_id = lease.id();
+            let ttl = Duration::from_secs(lease.ttl().max(1) as u64);
+            for service in &self.services {
+                self.register(&mut client, service, lease_id).await?;
+            }
+            let (keeper, keep_alives) =
+                within("lease keep-alive", client.lease_keep_alive(lease_id)).await?;
+            let snapshot = within(
+                "read",
+                client.get(self.prefix.as_str(), Some(GetOptions::new().with_prefix())),
+            )
+            .await?;
+            let revision = snapshot.header().map_or(0, |header| header.revision());
+            let watch = within(
+                "watch",
+                client.watch(
+                    self.prefix.as_str(),
+                    Some(
+                        WatchOptions::new()
+                            .with_prefix()
+                            .with_start_revision(revision + 1),
+                    ),
                 ),
-            ),
-        )
-        .await?;
-        let mut members = Members::default();
-        for service in &self.services {
-            members.by_service.insert(service.clone(), BTreeMap::new());
-        }
-        for kv in snapshot.kvs() {
-            self.apply_put(&mut members, kv);
-        }
+            )
+            .await?;
+            let mut members = Members::default();
+            for service in &self.services {
+                members.by_service.insert(service.clone(), BTreeMap::new());
+            }
+            for kv in snapshot.kvs() {
+                self.apply_put(&mut members, kv);
+            }
+            Ok::<_, SessionError>((client, lease_id, ttl, keeper, keep_alives, watch, members))
+        };
+        let (mut client, lease_id, ttl, mut keeper, mut keep_alives, mut watch, mut members) = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            setup = setup => setup?,
+        };
         *delay = RETRY_FIRST;
         if reported.error.take().is_some() {
             info!(
