@@ -23,6 +23,13 @@ const POLL: Duration = Duration::from_millis(250);
 /// A configuration whose only way to find peers is etcd at `endpoint`. `etcd_extra` goes into
 /// the `Etcd` section.
 fn etcd_config(endpoint: &str, etcd_extra: &str) -> ConfigFile {
+    etcd_and_static_config(endpoint, etcd_extra, &[])
+}
+
+/// [`etcd_config`] with `addresses` in `MeshGateways` too.
+fn etcd_and_static_config(endpoint: &str, etcd_extra: &str, addresses: &[String]) -> ConfigFile {
+    let listed: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
+    let listed = listed.join(", ");
     write_config(
         "etcd",
         &format!(
@@ -30,7 +37,8 @@ fn etcd_config(endpoint: &str, etcd_extra: &str) -> ConfigFile {
                 "Etcd": {{"Endpoints": ["{endpoint}"], "LeaseTtlSeconds": 2{etcd_extra}}},
                 "DiscoveryGraceMs": 300,
                 "RedialMaxMs": 200,
-                "StartupMeshes": [{{"Name": "{SERVICE}", "DiscoverMeshUsingEtcd": true}}]
+                "StartupMeshes": [{{"Name": "{SERVICE}", "DiscoverMeshUsingEtcd": true,
+                    "MeshGateways": [{listed}]}}]
             }}"#
         ),
     )
@@ -107,12 +115,14 @@ fn three_gateways_mesh_through_etcd_and_a_fourth_joins_within_two_seconds() {
         assert_eq!(sources[0].get_u32("peers"), Ok(2));
     }
 
-    // A fourth gateway, started later: everyone links with it, nobody restarts. Polled every
+    // A fourth gateway, started later, which also lists the first one in its configuration
+    // (static addresses and etcd combine): everyone links with it, nobody restarts. Polled every
     // 100 ms (a gateway answers a connection's first 8 stats requests at once, then 4 a second)
     // through answers that may be 250 ms old, so the time measured is an upper bound.
     let mut clients: Vec<RawClient> = first.iter().map(client).collect();
+    let combined = etcd_and_static_config(&etcd.endpoint(), "", &[first[0].address_string()]);
     let begin = Instant::now();
-    let fourth = start(&config, "gw4");
+    let fourth = start(&combined, "gw4");
     clients.push(client(&fourth));
     let meshed = wait_until_every(LINK_PATIENCE, Duration::from_millis(100), || {
         clients.iter_mut().all(|client| {
@@ -130,6 +140,25 @@ fn three_gateways_mesh_through_etcd_and_a_fourth_joins_within_two_seconds() {
         elapsed < Duration::from_secs(2),
         "meshed within 2 s of its start, took {elapsed:?}"
     );
+    let stats = client(&fourth).stats(0xe002);
+    let mut found_by: Vec<(String, String)> = peers(&stats)
+        .iter()
+        .map(|peer| {
+            let address = peer.get_string("address").unwrap().to_owned();
+            (address, peer.get_string("source").unwrap().to_owned())
+        })
+        .collect();
+    found_by.sort();
+    let mut expected: Vec<(String, String)> = first
+        .iter()
+        .enumerate()
+        .map(|(index, gateway)| {
+            let source = if index == 0 { "config,etcd" } else { "etcd" };
+            (gateway.address_string(), source.to_owned())
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(found_by, expected, "one dialler per address, however found");
 
     // It receives traffic from every other gateway, and its publishes reach them.
     let mut at_fourth = client(&fourth);
