@@ -3,8 +3,9 @@
 #
 # Works on a fresh Debian machine that has only the Rust toolchain: it installs what else it
 # needs (Debian packages through apt-get, cargo-fuzz through cargo). Steps:
-#   1. system packages (iproute2 for the network-namespace test; Mono/NUnit for the C# client;
-#      chromium and Node.js for the dashboard's browser test)
+#   1. system packages (protoc and Google's .proto files, which the etcd client's build needs;
+#      etcd for the discovery tests; iproute2 for the network-namespace test; Mono/NUnit for the
+#      C# client; chromium and Node.js for the dashboard's browser test)
 #   2. formatting and lints (cargo fmt --check, clippy -D warnings)
 #   3. build the binaries the end-to-end tests start (mm-gateway, mm)
 #   4. every Rust test (unit, property, end to end), and doc tests
@@ -29,6 +30,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 step "system packages"
 missing=()
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v mcs >/dev/null 2>&1 || missing+=(mono-mcs)
 dpkg -s mono-devel >/dev/null 2>&1 || missing+=(mono-devel)
@@ -56,7 +60,7 @@ if cargo tree -p messaging-mesh -e normal,features -i tokio --locked --prefix no
 fi
 
 step "build binaries for the end-to-end tests"
-cargo build --workspace --bins --locked
+cargo build --workspace --bins --all-features --locked
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then

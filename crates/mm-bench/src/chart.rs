@@ -139,7 +139,7 @@ fn nice_ceiling(value: f64) -> f64 {
 
 fn size_label(bytes: f64) -> String {
     let bytes = bytes as u64;
-    if bytes >= 1024 && bytes % 1024 == 0 {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} B")

@@ -236,19 +236,19 @@ impl RawResponder {
                         if action != Some(Action::SendMessage) {
                             return;
                         }
-                        if let Ok(header) = HeaderView::parse(frame) {
-                            if !header.reply_subject.is_empty() {
-                                let _ = encode_frame(
-                                    &mut out,
-                                    &Header {
-                                        subscription_id: 0,
-                                        subject: header.reply_subject,
-                                        reply_subject: &[],
-                                        action: Action::SendMessage,
-                                    },
-                                    &reply,
-                                );
-                            }
+                        if let Ok(header) = HeaderView::parse(frame)
+                            && !header.reply_subject.is_empty()
+                        {
+                            let _ = encode_frame(
+                                &mut out,
+                                &Header {
+                                    subscription_id: 0,
+                                    subject: header.reply_subject,
+                                    reply_subject: &[],
+                                    action: Action::SendMessage,
+                                },
+                                &reply,
+                            );
                         }
                     });
                     if result.is_err() || writer.write_all(&out).is_err() {

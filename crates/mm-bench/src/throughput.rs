@@ -105,7 +105,7 @@ pub fn run(spec: &ThroughputSpec) -> Result<ThroughputResult> {
                     match amount {
                         Amount::Count(total) if count >= total => break,
                         Amount::Duration(duration)
-                            if count % 1024 == 0 && started.elapsed() >= duration =>
+                            if count.is_multiple_of(1024) && started.elapsed() >= duration =>
                         {
                             break;
                         }
@@ -113,7 +113,7 @@ pub fn run(spec: &ThroughputSpec) -> Result<ThroughputResult> {
                     }
                     publisher.publish(SUBJECT)?;
                     count += 1;
-                    if count % 4096 == 0 {
+                    if count.is_multiple_of(4096) {
                         sent.fetch_add(4096, std::sync::atomic::Ordering::Relaxed);
                     }
                 }

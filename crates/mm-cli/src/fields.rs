@@ -69,10 +69,8 @@ pub fn infer(value: &str) -> anyhow::Result<FieldValue> {
         && value
             .bytes()
             .all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'e' | b'E' | b'+' | b'-'));
-    if numeric {
-        if let Ok(float) = value.parse::<f64>() {
-            return finite(float, value);
-        }
+    if numeric && let Ok(float) = value.parse::<f64>() {
+        return finite(float, value);
     }
     Ok(FieldValue::String(value.into()))
 }
@@ -117,7 +115,7 @@ fn blob(value: &str) -> anyhow::Result<Vec<u8>> {
         return std::fs::read(path).with_context(|| format!("cannot read blob file {path}"));
     }
     let hex = value.strip_prefix("0x").unwrap_or(value);
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         bail!("blob `{value}` has an odd number of hex digits (or use @FILE)");
     }
     (0..hex.len())

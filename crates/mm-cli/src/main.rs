@@ -25,7 +25,7 @@ const EXIT_ERROR: u8 = 1;
 #[command(
     name = "mm",
     version,
-    about = "Messaging Mesh command-line tool: listen, send, request, reply, gateway stats, benchmarks",
+    about = "Messaging Mesh command-line tool: listen, send, request, reply, gateway stats, mesh membership, benchmarks",
     after_help = "Examples (two terminals):\n  \
         mm listen 'PRICES.>'\n  \
         mm send PRICES.IBM sym=IBM px=123.4 qty:u32=100\n\n  \
@@ -33,6 +33,7 @@ const EXIT_ERROR: u8 = 1;
         mm request Service.Echo text=hello --timeout 2\n\n  \
         mm stats --gateway gw1:5050 --service VULCAN\n  \
         mm top --http gw1:8222                 (gateway started with --http 8222)\n\n  \
+        mm mesh --gateway gw1:5050 --service VULCAN\n\n  \
         mm bench pubsub --size 16 --count 5000000\n\n\
         Every command takes --gateway HOST:PORT (default 127.0.0.1:5050) and --service NAME.\n\
         Run `mm help COMMAND` for a command's options and examples."
@@ -59,6 +60,8 @@ enum Command {
     Stats(cmd::stats::Args),
     /// Live view of a gateway (services, top subjects, connections, links) from its HTTP server.
     Top(top::Args),
+    /// Show a service's mesh membership as the gateway sees it: peers, how each was found, links.
+    Mesh(cmd::mesh::Args),
     /// Measure throughput and latency (also against NATS, side by side).
     Bench(cmd::bench::Args),
 }
@@ -89,6 +92,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Reply(args) => cmd::reply::run(args),
         Command::Stats(args) => cmd::stats::run(args),
         Command::Top(args) => top::run(args),
+        Command::Mesh(args) => cmd::mesh::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     }
 }

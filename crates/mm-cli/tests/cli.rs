@@ -427,6 +427,50 @@ fn stats_shows_mesh_links_and_peers() {
     assert!(table.lines().any(|line| line.contains(" up ")), "{table}");
 }
 
+#[test]
+fn mesh_shows_each_peer_how_it_was_found_and_its_links() {
+    let mesh = mm_testkit::MeshProcesses::start(2, SERVICE, "");
+    assert!(mesh.wait_fully_linked(PATIENCE), "mesh linked");
+    let output = run(mm(&mesh.gateways[0], "mesh", &[]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.starts_with(&format!("service  {SERVICE}\ngateway  gw1 (id ")),
+        "{text}"
+    );
+    assert!(text.contains("peers    1, 1 linked both ways"), "{text}");
+    assert!(text.contains("DISCOVERY: none"), "{text}");
+    let rows: Vec<&str> = text.lines().skip_while(|line| *line != "PEERS").collect();
+    assert!(
+        rows[1].starts_with("address") && rows[1].contains("found_by"),
+        "{text}"
+    );
+    let own = format!("127.0.0.1:{}", mesh.ports[0]);
+    let other = format!("localhost:{}", mesh.ports[1]);
+    assert!(
+        rows.iter()
+            .any(|row| row.starts_with(&own) && row.contains("(this gateway)")),
+        "{text}"
+    );
+    assert!(
+        rows.iter().any(|row| row.starts_with(&other)
+            && row.contains(" config ")
+            && row.contains(" gw2 ")
+            && row.contains(" up ")),
+        "{text}"
+    );
+
+    let output = run(mm(&mesh.gateways[1], "mesh", &["--json"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    let peers = json["peer"].as_array().expect("peer entries");
+    assert_eq!(peers.len(), 2, "{json}");
+    assert!(peers.iter().any(|peer| peer["gateway"] == "gw1"
+        && peer["found_by"] == "config"
+        && peer["dialled"] == "up"
+        && peer["accepted"] == "up"));
+}
+
 /// `mm bench SUBCOMMAND --json ...` against `gateway`, parsed.
 fn bench_json(gateway: &GatewayProcess, args: &[&str]) -> serde_json::Value {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mm"));

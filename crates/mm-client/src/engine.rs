@@ -834,10 +834,11 @@ impl Batch {
     /// Makes `last` the live subscription with this id; false if there is none.
     #[inline]
     fn select(&mut self, shared: &Shared, id: u32) -> bool {
-        if let Some(last) = &self.last {
-            if last.id == id && last.is_active() {
-                return true;
-            }
+        if let Some(last) = &self.last
+            && last.id == id
+            && last.is_active()
+        {
+            return true;
         }
         self.last = shared.subscriptions.lock().get(&id).cloned();
         self.last.is_some()

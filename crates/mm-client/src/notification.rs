@@ -289,10 +289,10 @@ impl Notifier {
 
     fn send(&self, event: Event) {
         let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sender) = sender.as_ref() {
-            if let Err(TrySendError::Full(_)) = sender.try_send(event) {
-                self.lost.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(sender) = sender.as_ref()
+            && let Err(TrySendError::Full(_)) = sender.try_send(event)
+        {
+            self.lost.fetch_add(1, Ordering::Relaxed);
         }
     }
 

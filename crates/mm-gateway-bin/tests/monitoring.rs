@@ -210,17 +210,17 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
                 .any(|family| name.starts_with(family.as_str())),
             "{name} has no TYPE"
         );
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                let inner = labels
-                    .strip_prefix('{')
-                    .and_then(|l| l.strip_suffix('}'))
-                    .expect("braces");
-                for pair in inner.split("\",") {
-                    let (key, quoted) = pair.split_once('=').expect("label=value");
-                    assert!(name_ok(key), "{line}");
-                    assert!(quoted.starts_with('"'), "{line}");
-                }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .expect("braces");
+            for pair in inner.split("\",") {
+                let (key, quoted) = pair.split_once('=').expect("label=value");
+                assert!(name_ok(key), "{line}");
+                assert!(quoted.starts_with('"'), "{line}");
             }
         }
         samples.insert(series.to_owned(), value);

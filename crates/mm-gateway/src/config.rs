@@ -29,7 +29,7 @@
 //!
 //! Unknown keys are warnings (so a file written for a newer gateway still loads); a file that is
 //! not JSON, or a value of the wrong type or out of range, is an error. Command-line options
-//! override the file.
+//! override the file. Mesh discovery (etcd, DNS) has its keys in [`discovery`].
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -39,6 +39,10 @@ use std::time::Duration;
 use mm_wire::subject::validate_service_name;
 use serde::Deserialize;
 use serde_json::Value;
+
+pub mod discovery;
+
+pub use discovery::{DiscoveryConfig, EtcdConfig};
 
 /// Default TCP port.
 pub const DEFAULT_PORT: u16 = 5050;
@@ -205,16 +209,27 @@ pub struct GatewayConfig {
     pub http_token: Option<Secret>,
     /// Publish each service's statistics on `_COORDINATOR` every 2 s (SPEC §11).
     pub coordinator_stats: bool,
+    /// Where peers reach this gateway (`host:port`), as registered with etcd. None: the listening
+    /// address, or the gateway name and port when listening on every interface.
+    pub advertise_address: Option<String>,
+    /// How mesh peers are discovered besides the listed addresses: etcd, DNS.
+    pub discovery: DiscoveryConfig,
 }
 
 /// One entry of `StartupMeshes`: a service and the gateways of its mesh.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeshConfig {
     /// The service name.
     pub service: String,
     /// `host:port` of every gateway in the mesh; this gateway may be among them (it finds and
     /// skips itself by `gateway_id`).
     pub gateways: Vec<String>,
+    /// Whether the gateways of the mesh also find each other through etcd
+    /// (`DiscoverMeshUsingEtcd`).
+    pub etcd: bool,
+    /// `dns:` entries of `MeshGateways`, as `name:port`: every address the name resolves to is a
+    /// gateway of the mesh, resolved again every `DnsRefreshMs`.
+    pub dns: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -236,6 +251,8 @@ impl Default for GatewayConfig {
             http_bind: DEFAULT_HTTP_BIND,
             http_token: None,
             coordinator_stats: false,
+            advertise_address: None,
+            discovery: DiscoveryConfig::default(),
         }
     }
 }
@@ -274,6 +291,13 @@ impl GatewayConfig {
     /// The mesh configured for `service`, if any.
     pub fn mesh_for(&self, service: &str) -> Option<&MeshConfig> {
         self.meshes.iter().find(|mesh| mesh.service == service)
+    }
+
+    /// Whether any service finds its peers through etcd or DNS.
+    pub fn uses_discovery(&self) -> bool {
+        self.meshes
+            .iter()
+            .any(|mesh| mesh.etcd || !mesh.dns.is_empty())
     }
 
     /// Applies a configuration file on top of `self`. Returns the warnings to log (unknown keys,
@@ -399,6 +423,22 @@ impl GatewayConfig {
         if let Some(publish) = file.publish_coordinator_stats {
             self.coordinator_stats = publish;
         }
+        if let Some(address) = file.advertise_address {
+            check_host_port(&address).map_err(|message| {
+                invalid("AdvertiseAddress", &format!("`{address}`: {message}"))
+            })?;
+            self.advertise_address = Some(address);
+        }
+        discovery::apply(
+            &mut self.discovery,
+            discovery::DiscoveryKeys {
+                etcd: file.etcd,
+                dns_servers: file.dns_servers,
+                dns_refresh_ms: file.dns_refresh_ms,
+                discovery_grace_ms: file.discovery_grace_ms,
+            },
+            &mut warnings,
+        )?;
         if let Some(services) = file.allowed_services {
             for service in &services {
                 validate_service_name(service).map_err(|error| {
@@ -427,13 +467,25 @@ impl GatewayConfig {
                     mesh.name
                 ));
             }
+            let mut gateways = Vec::new();
+            let mut dns = Vec::new();
             for gateway in &mesh.mesh_gateways {
-                check_host_port(gateway).map_err(|message| {
-                    invalid(
-                        &format!("{key}.MeshGateways"),
-                        &format!("`{gateway}`: {message}"),
-                    )
-                })?;
+                match discovery::dns_entry(gateway) {
+                    Ok(Some(name_port)) => dns.push(name_port.to_owned()),
+                    Ok(None) => gateways.push(gateway.clone()),
+                    Err(message) => {
+                        return Err(invalid(
+                            &format!("{key}.MeshGateways"),
+                            &format!("`{gateway}`: {message}"),
+                        ));
+                    }
+                }
+            }
+            if mesh.discover_mesh_using_etcd && self.discovery.etcd.is_none() {
+                return Err(invalid(
+                    &format!("{key}.DiscoverMeshUsingEtcd"),
+                    "needs an `Etcd` section with the registry's `Endpoints`",
+                ));
             }
             if self
                 .meshes
@@ -447,7 +499,9 @@ impl GatewayConfig {
             }
             self.meshes.push(MeshConfig {
                 service: mesh.name,
-                gateways: mesh.mesh_gateways,
+                gateways,
+                etcd: mesh.discover_mesh_using_etcd,
+                dns,
             });
         }
         Ok(warnings)
@@ -556,6 +610,11 @@ struct ConfigFile {
     http_bind: Option<String>,
     http_token: Option<String>,
     publish_coordinator_stats: Option<bool>,
+    advertise_address: Option<String>,
+    etcd: Option<discovery::EtcdSection>,
+    dns_servers: Option<Vec<String>>,
+    dns_refresh_ms: Option<u64>,
+    discovery_grace_ms: Option<u64>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
@@ -566,6 +625,8 @@ struct StartupMesh {
     name: String,
     #[serde(default)]
     discover_mesh_using_coordinator: bool,
+    #[serde(default)]
+    discover_mesh_using_etcd: bool,
     #[serde(default)]
     mesh_gateways: Vec<String>,
     #[serde(flatten)]
@@ -651,6 +712,7 @@ mod tests {
                     "hostB:5050".into(),
                     "localhost:5051".into()
                 ],
+                ..MeshConfig::default()
             }]
         );
     }

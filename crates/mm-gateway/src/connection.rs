@@ -111,6 +111,8 @@ pub(crate) enum CloseReason {
     OutputBudget,
     /// The gateway is shutting down.
     Shutdown,
+    /// Discovery (etcd, DNS) no longer lists the peer this link was dialled to.
+    NoLongerDiscovered,
 }
 
 impl CloseReason {
@@ -118,7 +120,10 @@ impl CloseReason {
     pub(crate) fn is_ordinary(self) -> bool {
         matches!(
             self,
-            CloseReason::Disconnect | CloseReason::PeerClosed | CloseReason::Shutdown
+            CloseReason::Disconnect
+                | CloseReason::PeerClosed
+                | CloseReason::Shutdown
+                | CloseReason::NoLongerDiscovered
         )
     }
 }
@@ -139,6 +144,7 @@ impl fmt::Display for CloseReason {
             CloseReason::InputBudget => "gateway budget for incomplete frames exceeded",
             CloseReason::OutputBudget => "gateway budget for queued output exceeded",
             CloseReason::Shutdown => "gateway shutting down",
+            CloseReason::NoLongerDiscovered => "peer no longer discovered",
         })
     }
 }

@@ -29,6 +29,7 @@
 //! * [`subject_trie`] — the subscription index and its match cache.
 //! * `mesh` — links to peer gateways, interest propagation, mesh-wide flush: a state machine
 //!   that returns effects; `mesh::dial` dials.
+//! * `discovery` — finding mesh peers through etcd and DNS; sends each service its peer sets.
 //! * `subscriptions` — one connection's subscriptions, indexed by id and by pattern.
 //! * `counters`, `stats` — counters, and the `_MM.STATS` answer built from them.
 //! * `memory` — handing memory back to the system after a burst.
@@ -47,6 +48,7 @@ mod connection;
 mod context;
 mod coordinator_stats;
 mod counters;
+mod discovery;
 mod events;
 mod flush_set;
 mod inbound;
@@ -99,6 +101,10 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
+    /// Mesh discovery cannot work as configured (a certificate or password file that cannot be
+    /// read, an unreadable resolver configuration).
+    #[error("mesh discovery: {0}")]
+    Discovery(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A configured service could not be started.
     #[error("cannot start service `{service}`")]
     Service {
@@ -121,6 +127,7 @@ pub struct Gateway {
     monitoring: Option<monitoring_server::MonitoringServer>,
     /// Statistics for `_COORDINATOR`, if they are published.
     coordinator_outbox: Option<tokio::sync::mpsc::Receiver<context::CoordinatorMessage>>,
+    discovery: Option<discovery::Discovery>,
 }
 
 impl Gateway {
@@ -149,6 +156,8 @@ impl Gateway {
         } else {
             None
         };
+        let discovery = discovery::Discovery::new(&context, local_address)
+            .map_err(|error| GatewayError::Discovery(Box::new(error)))?;
         let shutdown = CancellationToken::new();
         let registry = Arc::new(listener::ServiceRegistry::new(
             context.clone(),
@@ -171,6 +180,7 @@ impl Gateway {
             shutdown,
             monitoring,
             coordinator_outbox,
+            discovery: (!discovery.is_empty()).then_some(discovery),
         })
     }
 
@@ -192,10 +202,10 @@ impl Gateway {
         &self.context.gateway_id
     }
 
-    /// Accepts connections until `shutdown` completes, then closes every connection and stops
-    /// every service. One cancellation token reaches everything: the acceptor, handshakes in
-    /// progress, every service loop and its dials; each waits for its tasks through a
-    /// `TaskTracker`.
+    /// Accepts connections (and runs mesh discovery) until `shutdown` completes, then closes
+    /// every connection and stops every service. One cancellation token reaches everything: the
+    /// acceptor, handshakes in progress, discovery, every service loop and its dials; each waits
+    /// for its tasks through a `TaskTracker`.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let acceptor = tokio::spawn(listener::accept_loop(
             self.listener,
@@ -215,6 +225,9 @@ impl Gateway {
                 .map_err(|error| tracing::warn!(%error, "cannot start the monitoring server"))
                 .ok()
         });
+        let discovery = self.discovery.map(|discovery| {
+            tokio::spawn(discovery.run(self.registry.clone(), self.shutdown.clone()))
+        });
         shutdown.await;
         info!("shutting down");
         self.shutdown.cancel();
@@ -224,6 +237,10 @@ impl Gateway {
         }
         if let Some(thread) = monitoring {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        if let Some(discovery) = discovery {
+            // Withdraws the etcd registration (bounded to about a second).
+            let _ = discovery.await;
         }
         self.registry.shutdown().await;
         info!("stopped");

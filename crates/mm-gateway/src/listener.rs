@@ -35,6 +35,7 @@ use tracing::{debug, info, warn};
 use crate::config::MAX_HANDSHAKE_FRAME_BYTES;
 use crate::context::GatewayContext;
 use crate::log_limit::{WarningBudget, shown};
+use crate::mesh::DiscoveryReport;
 use crate::service::{self, Incoming, ServiceCommand, ServiceHandle};
 use crate::socket::send_and_close;
 
@@ -163,13 +164,12 @@ impl ServiceRegistry {
                     incoming = back;
                 }
             }
-            if let Ok(mut services) = self.services.lock() {
-                if services
+            if let Ok(mut services) = self.services.lock()
+                && services
                     .get(name)
                     .is_some_and(|handle| handle.generation == ticket.generation)
-                {
-                    services.remove(name);
-                }
+            {
+                services.remove(name);
             }
             if attempt == 0 {
                 ticket = match self.ticket(name) {
@@ -207,6 +207,19 @@ impl ServiceRegistry {
     /// The gateway's context.
     pub(crate) fn context(&self) -> &Arc<GatewayContext> {
         &self.context
+    }
+
+    /// Passes what discovery found to service `name`, if it runs (discovery serves configured
+    /// services, which run from start to shutdown). Waits while the service's queue is full.
+    pub(crate) async fn report_discovery(&self, name: &str, report: DiscoveryReport) {
+        let commands = match self.services.lock() {
+            Ok(services) => services.get(name).map(|handle| handle.commands.clone()),
+            Err(_) => None,
+        };
+        if let Some(commands) = commands {
+            // Fails only when the service is stopping: nothing to tell it then.
+            let _ = commands.send(ServiceCommand::Discovered(report)).await;
+        }
     }
 
     /// Stops the on-demand services that have had no connection for `ServiceIdleStopMs`.
@@ -501,18 +514,17 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
         leftover,
     };
     if let Err((unavailable, incoming)) = registry.hand_over(&service_name, ticket, incoming).await
+        && let Ok(stream) = TcpStream::from_std(incoming.stream)
     {
-        if let Ok(stream) = TcpStream::from_std(incoming.stream) {
-            refuse_service(
-                &registry,
-                &stream,
-                address,
-                protocol,
-                &service_name,
-                &unavailable,
-            )
-            .await;
-        }
+        refuse_service(
+            &registry,
+            &stream,
+            address,
+            protocol,
+            &service_name,
+            &unavailable,
+        )
+        .await;
     }
 }
 

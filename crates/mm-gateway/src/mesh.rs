@@ -32,6 +32,15 @@
 //! | `Suppressed` | another configured address reached the same peer (`gateway_id`) and that link is up: this address waits, so aliases never make links flap |
 //! | `IsSelf` | the address leads back to this gateway: never dialled again |
 //!
+//! **Membership changes while the service runs.** Diallers come from the configuration's
+//! `MeshGateways` and from discovery (etcd, DNS): [`Mesh::peers_changed`] takes the whole set of
+//! addresses one source lists now. A new address gets a dialler that dials at once; one listed by
+//! several sources (say the configuration and etcd) has one dialler that records them all. An
+//! address no source lists any more is *leaving*: after the grace period (`DiscoveryGraceMs`) its
+//! dialler is dropped — its link closed, no more redials — unless a source lists it again first,
+//! so a flapping registration never makes a link flap. Diallers are named by generational keys, so
+//! a timer or dial of a dropped dialler matches nothing, even when a new one takes its slot.
+//!
 //! Identity is the `gateway_id` exchanged in the handshake (new random 128 bits at every start),
 //! not the configured address, so `localhost:PORT`, several gateways per host and DNS aliases all
 //! work. At most one link per direction per peer id: the newer wins.
@@ -45,11 +54,13 @@ pub(crate) mod dial;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slotmap::SecondaryMap;
+use slotmap::{SecondaryMap, SlotMap};
 
 use mm_wire::handshake::Protocol;
 use mm_wire::{Action, Header, Message};
@@ -66,8 +77,54 @@ pub(crate) const FIRST_REDIAL: Duration = Duration::from_millis(100);
 /// back (a peer missing from this gateway's `MeshGateways`).
 const ONE_SIDED_GRACE: Duration = Duration::from_secs(5);
 
-/// Index of a dialler (one per configured address), stable for the life of the service.
-pub(crate) type DialerId = usize;
+slotmap::new_key_type! {
+    /// Names a dialler (one per peer address). Once the dialler is dropped its id matches
+    /// nothing, even after a new dialler takes the same slot.
+    pub(crate) struct DialerId;
+}
+
+/// How a peer address was found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum PeerSource {
+    /// `MeshGateways` in the configuration.
+    Config,
+    /// The etcd registry.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    Etcd,
+    /// A `dns:` entry of `MeshGateways`: the name and port, re-resolved periodically.
+    Dns(Arc<str>),
+}
+
+impl fmt::Display for PeerSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerSource::Config => f.write_str("config"),
+            PeerSource::Etcd => f.write_str("etcd"),
+            PeerSource::Dns(entry) => write!(f, "dns:{entry}"),
+        }
+    }
+}
+
+/// What a discovery source tells a service's mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DiscoveryReport {
+    /// Every address the source lists for the service now (`host:port`).
+    Peers(PeerSource, Vec<String>),
+    /// The source cannot reach its registry (why), or can again (`None`). Its last peer set
+    /// stays in force meanwhile.
+    Health(PeerSource, Option<String>),
+}
+
+/// A discovery source as this service last heard from it (for `_MM.STATS`).
+#[derive(Debug, Clone)]
+pub(crate) struct SourceRecord {
+    /// The source.
+    pub(crate) source: PeerSource,
+    /// Addresses in its last peer set (None before the first).
+    pub(crate) peers: Option<usize>,
+    /// Why it cannot reach its registry now; None while it can.
+    pub(crate) error: Option<String>,
+}
 
 /// What a dialler is doing (see the module doc's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,11 +172,16 @@ impl std::fmt::Display for LinkFailure {
     }
 }
 
-/// One configured peer address and its dialler.
+/// One peer address and its dialler.
 #[derive(Debug)]
 pub(crate) struct Dialer {
-    /// `host:port` from the configuration.
+    /// `host:port`, from the configuration or discovery.
     pub(crate) address: String,
+    /// The sources that list the address now; empty while it is leaving.
+    pub(crate) sources: Vec<PeerSource>,
+    /// While no source lists the address: the sources that last did. The dialler is dropped after
+    /// the grace period unless one lists it again.
+    pub(crate) leaving: Option<Vec<PeerSource>>,
     /// Current state.
     pub(crate) state: DialState,
     /// Dial attempts so far.
@@ -136,6 +198,35 @@ pub(crate) struct Dialer {
     failures: u64,
     /// Identifies the dialler's current timer or dial; effects of an older attempt are ignored.
     attempt: u64,
+    /// Identifies the dialler's current departure; a drop timer of an older one is ignored.
+    departure: u64,
+}
+
+impl Dialer {
+    fn new(address: String, source: PeerSource) -> Dialer {
+        Dialer {
+            address,
+            sources: vec![source],
+            leaving: None,
+            state: DialState::Backoff,
+            dials: 0,
+            peer_id: None,
+            last_failure: None,
+            link: None,
+            backoff: FIRST_REDIAL,
+            failures: 0,
+            attempt: 0,
+            departure: 0,
+        }
+    }
+
+    /// How the address was found: its sources (or, while leaving, those that last listed it),
+    /// comma-separated.
+    pub(crate) fn found_by(&self) -> String {
+        let sources = self.leaving.as_ref().unwrap_or(&self.sources);
+        let names: Vec<String> = sources.iter().map(ToString::to_string).collect();
+        names.join(",")
+    }
 }
 
 /// A local pattern and the id it has on every dialled link.
@@ -219,6 +310,16 @@ pub(crate) enum MeshEffect {
         link: ConnectionKey,
         /// Why.
         reason: CloseReason,
+    },
+    /// Call [`Mesh::drop_due`] for this dialler after `delay` (the grace period of a peer that
+    /// no source lists any more).
+    DropAfter {
+        /// The dialler.
+        dialer: DialerId,
+        /// Passed back to `drop_due`.
+        departure: u64,
+        /// How long to wait.
+        delay: Duration,
     },
     /// Call [`Mesh::dial_due`] for this dialler after `delay`.
     DialAfter {
@@ -327,8 +428,16 @@ pub(crate) struct Mesh {
     configured: bool,
     /// Cap of the redial backoff.
     redial_max: Duration,
-    /// One per configured peer address.
-    dialers: Vec<Dialer>,
+    /// How long a peer no source lists any more keeps its dialler and link.
+    discovery_grace: Duration,
+    /// Whether the diallers have been started ([`Mesh::start`]); diallers added later dial at once.
+    started: bool,
+    /// One per peer address.
+    dialers: SlotMap<DialerId, Dialer>,
+    /// The dialler of each address.
+    by_address: HashMap<String, DialerId>,
+    /// Discovery sources that reported to this service, in order of first report.
+    sources: Vec<SourceRecord>,
     /// Local interest by pattern.
     interest: hashbrown::HashMap<Box<[u8]>, InterestEntry, foldhash::fast::RandomState>,
     /// Next link subscription id.
@@ -350,37 +459,32 @@ pub(crate) struct Mesh {
 }
 
 impl Mesh {
-    /// The mesh of `service`, with a dialler per configured address.
+    /// The mesh of `service`, with a dialler per configured address. Peers that discovery stops
+    /// listing keep their link for `discovery_grace`.
     pub(crate) fn new(
         service: &str,
         gateway_id: &str,
         config: Option<&MeshConfig>,
         redial_max: Duration,
+        discovery_grace: Duration,
     ) -> Mesh {
-        let dialers = config
-            .map(|mesh| {
-                mesh.gateways
-                    .iter()
-                    .map(|address| Dialer {
-                        address: address.clone(),
-                        state: DialState::Backoff,
-                        dials: 0,
-                        peer_id: None,
-                        last_failure: None,
-                        link: None,
-                        backoff: FIRST_REDIAL,
-                        failures: 0,
-                        attempt: 0,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut dialers = SlotMap::with_key();
+        let mut by_address = HashMap::new();
+        for address in config.iter().flat_map(|mesh| &mesh.gateways) {
+            by_address.entry(address.clone()).or_insert_with(|| {
+                dialers.insert(Dialer::new(address.clone(), PeerSource::Config))
+            });
+        }
         Mesh {
             service: service.to_owned(),
             gateway_id: gateway_id.to_owned(),
             configured: config.is_some(),
             redial_max,
+            discovery_grace,
+            started: false,
             dialers,
+            by_address,
+            sources: Vec::new(),
             interest: Default::default(),
             next_link_subscription_id: 1,
             dialled: Vec::new(),
@@ -404,9 +508,19 @@ impl Mesh {
             .map(|(pattern, entry)| (&pattern[..], entry.count))
     }
 
-    /// The configured peer addresses and their diallers.
-    pub(crate) fn dialers(&self) -> &[Dialer] {
-        &self.dialers
+    /// The peer addresses and their diallers.
+    pub(crate) fn dialers(&self) -> impl Iterator<Item = (DialerId, &Dialer)> {
+        self.dialers.iter()
+    }
+
+    /// One dialler (None once it has been dropped).
+    pub(crate) fn dialer(&self, dialer: DialerId) -> Option<&Dialer> {
+        self.dialers.get(dialer)
+    }
+
+    /// The discovery sources that reported to this service.
+    pub(crate) fn sources(&self) -> &[SourceRecord] {
+        &self.sources
     }
 
     /// Dial attempts started.
@@ -477,15 +591,19 @@ impl Mesh {
     // Diallers
     // ---------------------------------------------------------------------------------------
 
-    /// The service started: dial every configured address now.
+    /// The service started: dial every known address now.
     pub(crate) fn start(&mut self, out: &mut MeshOutput) {
-        for dialer in 0..self.dialers.len() {
+        self.started = true;
+        let dialers: Vec<DialerId> = self.dialers.keys().collect();
+        for dialer in dialers {
             self.schedule_dial(dialer, Duration::ZERO, out);
         }
     }
 
     fn schedule_dial(&mut self, dialer: DialerId, delay: Duration, out: &mut MeshOutput) {
-        let entry = &mut self.dialers[dialer];
+        let Some(entry) = self.dialers.get_mut(dialer) else {
+            return;
+        };
         entry.attempt += 1;
         out.effects.push(MeshEffect::DialAfter {
             dialer,
@@ -502,13 +620,15 @@ impl Mesh {
         if entry.attempt != attempt || entry.state == DialState::IsSelf {
             return;
         }
-        if let Some(peer_id) = &entry.peer_id {
-            if self.has_dialled_link_to(peer_id) {
-                self.dialers[dialer].state = DialState::Suppressed;
-                return;
-            }
+        if let Some(peer_id) = &entry.peer_id
+            && self.has_dialled_link_to(peer_id)
+        {
+            self.dialers[dialer].state = DialState::Suppressed;
+            return;
         }
-        let entry = &mut self.dialers[dialer];
+        let Some(entry) = self.dialers.get_mut(dialer) else {
+            return;
+        };
         entry.state = DialState::Connecting;
         entry.dials += 1;
         entry.attempt += 1;
@@ -592,7 +712,15 @@ impl Mesh {
                 });
             }
         }
-        let entry = &mut self.dialers[dialer];
+        let Some(entry) = self.dialers.get_mut(dialer) else {
+            // Dropped while its dial was in flight: the service checks `dial_succeeded` first,
+            // so this does not happen; close the link rather than keep it unowned.
+            out.effects.push(MeshEffect::Close {
+                link: key,
+                reason: CloseReason::NoLongerDiscovered,
+            });
+            return;
+        };
         entry.state = DialState::Up;
         entry.peer_id = peer_id.clone();
         entry.link = Some(key);
@@ -678,19 +806,23 @@ impl Mesh {
             return;
         };
         let link = self.dialled.remove(index);
-        let entry = &mut self.dialers[link.dialer];
-        if entry.link == Some(key) {
+        // A dropped dialler's link closes for good: no redial.
+        if let Some(entry) = self.dialers.get_mut(link.dialer)
+            && entry.link == Some(key)
+        {
             entry.link = None;
             entry.state = DialState::Backoff;
             entry.last_failure = Some(LinkFailure::Closed(reason));
             self.schedule_dial(link.dialer, with_jitter(FIRST_REDIAL), out);
         }
         if let Some(peer_id) = &link.peer_id {
-            let waiting: Vec<DialerId> = (0..self.dialers.len())
-                .filter(|&dialer| {
-                    let entry = &self.dialers[dialer];
+            let waiting: Vec<DialerId> = self
+                .dialers
+                .iter()
+                .filter(|(_, entry)| {
                     entry.state == DialState::Suppressed && entry.peer_id.as_ref() == Some(peer_id)
                 })
+                .map(|(dialer, _)| dialer)
                 .collect();
             for dialer in waiting {
                 self.schedule_dial(dialer, Duration::ZERO, out);
@@ -698,6 +830,143 @@ impl Mesh {
         }
         // A closed link no longer holds up mesh flushes.
         self.complete_flushes(out);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Membership: discovery adds and removes peers
+    // ---------------------------------------------------------------------------------------
+
+    /// A discovery source's report: a new peer set, or its health.
+    pub(crate) fn discovery_report(&mut self, report: DiscoveryReport, out: &mut MeshOutput) {
+        match report {
+            DiscoveryReport::Peers(source, addresses) => {
+                self.peers_changed(source, &addresses, out);
+            }
+            DiscoveryReport::Health(source, error) => {
+                let service = self.service.clone();
+                let record = self.source_record(&source);
+                if record.error.is_some() && error.is_none() {
+                    info!(%service, %source, "discovery source reachable again");
+                }
+                record.error = error;
+            }
+        }
+    }
+
+    /// `source` lists exactly `addresses` now. New addresses get a dialler that dials at once (an
+    /// address another source already lists gets this source added); addresses this source no
+    /// longer lists lose it, and those no source lists any more start leaving: they are dropped
+    /// after the grace period ([`MeshEffect::DropAfter`]) unless listed again before.
+    pub(crate) fn peers_changed(
+        &mut self,
+        source: PeerSource,
+        addresses: &[String],
+        out: &mut MeshOutput,
+    ) {
+        let wanted: HashSet<&str> = addresses.iter().map(String::as_str).collect();
+        self.source_record(&source).peers = Some(wanted.len());
+        let vanished: Vec<DialerId> = self
+            .dialers
+            .iter()
+            .filter(|(_, entry)| {
+                entry.sources.contains(&source) && !wanted.contains(entry.address.as_str())
+            })
+            .map(|(dialer, _)| dialer)
+            .collect();
+        for dialer in vanished {
+            let entry = &mut self.dialers[dialer];
+            entry.sources.retain(|listed| *listed != source);
+            if !entry.sources.is_empty() {
+                continue;
+            }
+            entry.leaving = Some(vec![source.clone()]);
+            entry.departure += 1;
+            info!(
+                service = %self.service,
+                address = %entry.address,
+                %source,
+                grace_ms = self.discovery_grace.as_millis() as u64,
+                "mesh peer no longer discovered: dropping it after the grace period"
+            );
+            out.effects.push(MeshEffect::DropAfter {
+                dialer,
+                departure: entry.departure,
+                delay: self.discovery_grace,
+            });
+        }
+        let mut seen = HashSet::new();
+        for address in addresses {
+            if !seen.insert(address.as_str()) {
+                continue;
+            }
+            if let Some(&dialer) = self.by_address.get(address) {
+                let entry = &mut self.dialers[dialer];
+                if !entry.sources.contains(&source) {
+                    entry.sources.push(source.clone());
+                }
+                if entry.leaving.take().is_some() {
+                    entry.departure += 1;
+                    info!(service = %self.service, %address, %source, "mesh peer discovered again: kept");
+                }
+                continue;
+            }
+            let dialer = self
+                .dialers
+                .insert(Dialer::new(address.clone(), source.clone()));
+            self.by_address.insert(address.clone(), dialer);
+            info!(service = %self.service, %address, %source, "mesh peer discovered");
+            if self.started {
+                self.schedule_dial(dialer, Duration::ZERO, out);
+            }
+        }
+    }
+
+    /// A leaving dialler's grace period is over: unless a source listed its address again, drop
+    /// it — close its link, never redial.
+    pub(crate) fn drop_due(&mut self, dialer: DialerId, departure: u64, out: &mut MeshOutput) {
+        let due = self
+            .dialers
+            .get(dialer)
+            .is_some_and(|entry| entry.leaving.is_some() && entry.departure == departure);
+        if !due {
+            return;
+        }
+        let Some(entry) = self.dialers.remove(dialer) else {
+            return;
+        };
+        self.by_address.remove(&entry.address);
+        info!(
+            service = %self.service,
+            address = %entry.address,
+            found_by = %entry.found_by(),
+            "mesh peer dropped: no longer discovered"
+        );
+        if let Some(link) = entry.link {
+            out.effects.push(MeshEffect::Close {
+                link,
+                reason: CloseReason::NoLongerDiscovered,
+            });
+        }
+    }
+
+    /// The record of `source`, created on its first report.
+    fn source_record(&mut self, source: &PeerSource) -> &mut SourceRecord {
+        let index = match self
+            .sources
+            .iter()
+            .position(|record| record.source == *source)
+        {
+            Some(index) => index,
+            None => {
+                self.sources.push(SourceRecord {
+                    source: source.clone(),
+                    peers: None,
+                    error: None,
+                });
+                self.sources.len() - 1
+            }
+        };
+        &mut self.sources[index]
     }
 
     fn has_dialled_link_to(&self, peer_id: &str) -> bool {
@@ -823,14 +1092,14 @@ impl Mesh {
             };
             let dialled_back = self
                 .dialers
-                .iter()
+                .values()
                 .any(|dialer| dialer.peer_id.as_deref() == Some(peer_id.as_str()));
             if !dialled_back {
                 warn!(
                     service = %self.service,
                     peer = %link.describe,
                     "one-sided mesh peer: it dials this gateway, but is not among this gateway's \
-                     MeshGateways, so this gateway does not send it interest"
+                     peers (MeshGateways, etcd, DNS), so this gateway does not send it interest"
                 );
             }
         }

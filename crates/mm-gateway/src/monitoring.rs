@@ -237,13 +237,12 @@ impl Monitor {
         let Some(sequence) = body.try_u64(PROBE_FIELD) else {
             return;
         };
-        if let Some(probe) = self.probes.get_mut(link) {
-            if let Some((sent_sequence, sent)) = probe.in_flight {
-                if sent_sequence == sequence {
-                    probe.rtt = Some(now.duration_since(sent));
-                    probe.in_flight = None;
-                }
-            }
+        if let Some(probe) = self.probes.get_mut(link)
+            && let Some((sent_sequence, sent)) = probe.in_flight
+            && sent_sequence == sequence
+        {
+            probe.rtt = Some(now.duration_since(sent));
+            probe.in_flight = None;
         }
     }
 

@@ -90,10 +90,10 @@ impl ServerState {
     /// Every running service's summary (no extras), reused for [`OVERVIEW_REUSE`].
     pub(crate) async fn overview(&self) -> Arc<Vec<ServiceEntry>> {
         let mut cached = self.overview.lock().await;
-        if let Some((taken, overview)) = cached.as_ref() {
-            if taken.elapsed() < OVERVIEW_REUSE {
-                return overview.clone();
-            }
+        if let Some((taken, overview)) = cached.as_ref()
+            && taken.elapsed() < OVERVIEW_REUSE
+        {
+            return overview.clone();
         }
         let running = self.registry.running();
         let answers = join_all(

@@ -250,11 +250,11 @@ impl Router {
             if connection.outbound.pending() + frame.len() > routing_limit(connection)
                 && !connection.outbound.is_empty()
             {
-                if connection.cut_off.is_none() {
-                    if let Err(reason) = make_room(connection, frame.len()) {
-                        connection.cut_off = Some(reason);
-                        self.cut_offs.push(subscriber.connection);
-                    }
+                if connection.cut_off.is_none()
+                    && let Err(reason) = make_room(connection, frame.len())
+                {
+                    connection.cut_off = Some(reason);
+                    self.cut_offs.push(subscriber.connection);
                 }
                 if connection.cut_off.is_some() {
                     outcome.dropped += 1;

@@ -62,7 +62,7 @@ use crate::inbound::{AfterFrame, READ_BUFFER_BYTES, ReadStatus, Split, read_fram
 use crate::log_limit::{echoed, shown};
 use crate::memory::{MemoryReturn, release_free_memory};
 use crate::mesh::dial::{DialRequest, Dialled, LinkError, dial};
-use crate::mesh::{DialVerdict, DialerId, Mesh, MeshEffect, MeshOutput};
+use crate::mesh::{DialVerdict, DialerId, DiscoveryReport, Mesh, MeshEffect, MeshOutput};
 use crate::monitoring::Monitor;
 use crate::monitoring::snapshot::{ServiceSnapshot, SnapshotRequest};
 use crate::router::{Origin, Router, Subscriber};
@@ -159,6 +159,8 @@ pub(crate) enum ServiceCommand {
         /// The encoded body.
         body: Vec<u8>,
     },
+    /// What discovery (etcd, DNS) found for this service: a new peer set, or its health.
+    Discovered(DiscoveryReport),
 }
 
 /// The state of one service, owned by its thread.
@@ -246,6 +248,7 @@ impl Service {
             &context.gateway_id,
             context.config.mesh_for(&name),
             context.config.redial_max,
+            context.config.discovery.grace,
         );
         Rc::new_cyclic(|this| {
             RefCell::new(Service {
@@ -529,6 +532,11 @@ impl Service {
                         attempt,
                         delay,
                     } => self.spawn_dial_timer(*dialer, *attempt, *delay),
+                    MeshEffect::DropAfter {
+                        dialer,
+                        departure,
+                        delay,
+                    } => self.spawn_drop_timer(*dialer, *departure, *delay),
                     MeshEffect::Connect {
                         dialer,
                         attempt,
@@ -556,6 +564,36 @@ impl Service {
                 })
                 .await;
         });
+    }
+
+    fn spawn_drop_timer(&self, dialer: DialerId, departure: u64, delay: Duration) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        let cancel = self.cancel.clone();
+        self.tasks.spawn_local(async move {
+            cancel
+                .run_until_cancelled(async {
+                    tokio::time::sleep(delay).await;
+                    this.borrow_mut().drop_due(dialer, departure);
+                })
+                .await;
+        });
+    }
+
+    /// A leaving peer's grace period is over.
+    fn drop_due(&mut self, dialer: DialerId, departure: u64) {
+        self.mesh.drop_due(dialer, departure, &mut self.mesh_output);
+        self.apply_mesh_output();
+        self.flush();
+    }
+
+    /// Discovery reported on this service's peers.
+    pub(crate) fn discovered(&mut self, report: DiscoveryReport) {
+        self.mesh.discovery_report(report, &mut self.mesh_output);
+        self.stats_cache = None;
+        self.apply_mesh_output();
+        self.flush();
     }
 
     fn spawn_dial(&self, dialer: DialerId, attempt: u64, address: String) {
@@ -624,7 +662,10 @@ impl Service {
         if self.shutting_down {
             return;
         }
-        let configured_address = self.mesh.dialers()[dialer].address.clone();
+        let Some(configured_address) = self.mesh.dialer(dialer).map(|entry| entry.address.clone())
+        else {
+            return;
+        };
         let (protocol, peer_heartbeat, name) = match &ack {
             Some(ack) => (
                 Protocol::Mm2,
@@ -646,8 +687,12 @@ impl Service {
             peer_heartbeat,
         });
         let describe = self.connections[key].describe();
-        let address = self.mesh.dialers()[dialer].address.clone();
-        self.monitor.link_up(&self.name, describe, Some(&address));
+        let address = self
+            .mesh
+            .dialer(dialer)
+            .map(|dialer| dialer.address.clone());
+        self.monitor
+            .link_up(&self.name, describe, address.as_deref());
         self.mesh
             .dialled_link_up(dialer, key, peer_id, protocol, &mut self.mesh_output);
         self.apply_mesh_output();
@@ -788,19 +833,19 @@ impl Service {
         // Validate before acting (SPEC §6.1): the reply subject, then the subject — unless it is
         // the publisher's last one, which was valid (the router's memo; the common case costs
         // one lookup and one comparison).
-        if !header.reply_subject.is_empty() {
-            if let Err(error) = validate_reply_subject_bytes(header.reply_subject) {
-                if let Some(key) = publisher {
-                    self.misuse(
-                        key,
-                        ErrorCode::InvalidSubject,
-                        0,
-                        header.reply_subject,
-                        &format!("reply subject: {error}"),
-                    );
-                }
-                return;
+        if !header.reply_subject.is_empty()
+            && let Err(error) = validate_reply_subject_bytes(header.reply_subject)
+        {
+            if let Some(key) = publisher {
+                self.misuse(
+                    key,
+                    ErrorCode::InvalidSubject,
+                    0,
+                    header.reply_subject,
+                    &format!("reply subject: {error}"),
+                );
             }
+            return;
         }
         let mut refused = None;
         let routed = self.router.route_checked(
@@ -840,10 +885,11 @@ impl Service {
         }
         if !outcome.delivered {
             self.counters.unmatched_publishes += 1;
-            if let Origin::Client(key) = origin {
-                if !header.reply_subject.is_empty() && !outcome.matched {
-                    self.send_no_responders(key, header.subject, header.reply_subject);
-                }
+            if let Origin::Client(key) = origin
+                && !header.reply_subject.is_empty()
+                && !outcome.matched
+            {
+                self.send_no_responders(key, header.subject, header.reply_subject);
             }
         }
     }
@@ -1254,12 +1300,11 @@ impl Service {
             if pending > 0 {
                 // The socket is full: the connection's task waits for it to become writable.
                 connection.handle.wake.notify_one();
-                if pending > connection.output_bound / 4 * 3 {
-                    if let Some(origin) = self.batch_origin {
-                        if connection.stall(origin, key) {
-                            self.stall_publisher = true;
-                        }
-                    }
+                if pending > connection.output_bound / 4 * 3
+                    && let Some(origin) = self.batch_origin
+                    && connection.stall(origin, key)
+                {
+                    self.stall_publisher = true;
                 }
             }
             self.count_pending(key);
@@ -1872,6 +1917,7 @@ async fn run(
                 Some(ServiceCommand::Publish { subject, body }) => {
                     state.borrow_mut().publish_from_gateway(&subject, &body);
                 }
+                Some(ServiceCommand::Discovered(report)) => state.borrow_mut().discovered(report),
                 None => break,
             },
             _ = ticker.tick() => state.borrow_mut().housekeeping(),

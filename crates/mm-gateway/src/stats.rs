@@ -32,8 +32,8 @@ pub(crate) struct StatsSources<'a> {
 pub(crate) const MAX_LISTED_CONNECTIONS: usize = 100;
 
 /// The answer to `_MM.STATS`: service totals, then one `connection` field per client, one `link`
-/// field per mesh link (the busiest [`MAX_LISTED_CONNECTIONS`] of each) and one `peer` field per
-/// configured mesh address.
+/// field per mesh link (the busiest [`MAX_LISTED_CONNECTIONS`] of each), one `peer` field per mesh
+/// peer address (configured or discovered) and one `discovery` field per discovery source.
 pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
     let counters = sources.counters;
     let mut totals = counters.closed_connections;
@@ -113,11 +113,13 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
             }
         }
     }
-    for dialer in sources.mesh.dialers() {
+    for (_, dialer) in sources.mesh.dialers() {
         message.push(
             "peer",
             Message::new()
                 .add_string("address", dialer.address.as_str())
+                .add_string("source", dialer.found_by())
+                .add_bool("leaving", dialer.leaving.is_some())
                 .add_string("state", dialer.state.name())
                 .add_u64("dials", dialer.dials)
                 .add_string("peer_id", dialer.peer_id.as_deref().unwrap_or_default())
@@ -129,6 +131,26 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
                         .map(ToString::to_string)
                         .unwrap_or_default(),
                 ),
+        );
+    }
+    for record in sources.mesh.sources() {
+        message.push(
+            "discovery",
+            Message::new()
+                .add_string("source", record.source.to_string())
+                .add_string(
+                    "state",
+                    match (&record.error, record.peers) {
+                        (Some(_), _) => "unreachable",
+                        (None, Some(_)) => "ok",
+                        (None, None) => "starting",
+                    },
+                )
+                .add_u32(
+                    "peers",
+                    record.peers.unwrap_or(0).min(u32::MAX as usize) as u32,
+                )
+                .add_string("last_error", record.error.as_deref().unwrap_or_default()),
         );
     }
     message

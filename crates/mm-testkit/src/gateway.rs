@@ -242,10 +242,10 @@ impl GatewayLauncher {
             // gateway never blocks on stdout.
             let mut line = String::new();
             while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                if let Ok(mut lines) = later_sink.lock() {
-                    if lines.len() < 16 {
-                        lines.push(line.trim().to_owned());
-                    }
+                if let Ok(mut lines) = later_sink.lock()
+                    && lines.len() < 16
+                {
+                    lines.push(line.trim().to_owned());
                 }
                 line.clear();
             }

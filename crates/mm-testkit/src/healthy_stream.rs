@@ -386,19 +386,19 @@ fn combine(
         logs.iter()
             .any(|log| log.arrived_at.get(n).copied().flatten().is_some())
     });
-    if last_seen.is_none_or(|n| n + 1 < sent as usize) {
-        if let Some((last_arrived, _)) = previous {
-            let ended = logs
-                .iter()
-                .map(|log| log.ended_at)
-                .max()
-                .unwrap_or_default();
-            let tail = ended.saturating_sub(last_arrived);
-            report.longest_raw_stall = report.longest_raw_stall.max(tail);
-            if tail > report.longest_stall {
-                report.longest_stall = tail;
-                report.longest_stall_ended_at = ended;
-            }
+    if last_seen.is_none_or(|n| n + 1 < sent as usize)
+        && let Some((last_arrived, _)) = previous
+    {
+        let ended = logs
+            .iter()
+            .map(|log| log.ended_at)
+            .max()
+            .unwrap_or_default();
+        let tail = ended.saturating_sub(last_arrived);
+        report.longest_raw_stall = report.longest_raw_stall.max(tail);
+        if tail > report.longest_stall {
+            report.longest_stall = tail;
+            report.longest_stall_ended_at = ended;
         }
     }
     report

@@ -14,10 +14,12 @@
 //!   [`MemoryGuard`] read and cap what the gateway process costs.
 //! * [`reliability`] holds the abuse scenarios' figures and renders `docs/reliability.md`.
 //! * [`http_get`] asks the gateway's monitoring server (`GatewayProcess::monitoring_address`).
+//! * [`EtcdServer`] runs a real single-member etcd on loopback for discovery tests.
 //! * [`wait_until`] polls a condition with a deadline, for the rare cases where no flush (PING/PONG)
 //!   can serve as the synchronisation point.
 
 mod child_process;
+mod etcd;
 mod gateway;
 mod healthy_stream;
 mod http;
@@ -27,6 +29,7 @@ mod raw_client;
 pub mod reliability;
 
 pub use child_process::ChildProcess;
+pub use etcd::{EtcdServer, EtcdTls};
 pub use gateway::{
     ConfigFile, GatewayLauncher, GatewayProcess, binary_path, free_port, write_config,
 };

@@ -114,17 +114,26 @@ impl MeshProcesses {
 
     /// Waits until every gateway has a dialled and an accepted link to every other one.
     pub fn wait_fully_linked(&self, timeout: Duration) -> bool {
-        let expected = self.gateways.len() - 1;
-        let mut clients: Vec<RawClient> =
-            (0..self.gateways.len()).map(|i| self.client(i)).collect();
-        wait_until(timeout, || {
-            clients.iter_mut().all(|client| {
-                let stats = client.stats(0xfff0);
-                let (dialled, accepted) = link_counts(&stats);
-                dialled == expected && accepted == expected
-            })
-        })
+        let gateways: Vec<&GatewayProcess> = self.gateways.iter().collect();
+        wait_fully_linked(&gateways, &self.service, timeout)
     }
+}
+
+/// Waits until each of `gateways` has, for `service`, a dialled and an accepted link to every
+/// other one (and no more).
+pub fn wait_fully_linked(gateways: &[&GatewayProcess], service: &str, timeout: Duration) -> bool {
+    let expected = gateways.len() - 1;
+    let mut clients: Vec<RawClient> = gateways
+        .iter()
+        .map(|gateway| RawClient::mm2(gateway.address(), service))
+        .collect();
+    wait_until(timeout, || {
+        clients.iter_mut().all(|client| {
+            let stats = client.stats(0xfff0);
+            let (dialled, accepted) = link_counts(&stats);
+            dialled == expected && accepted == expected
+        })
+    })
 }
 
 fn start_one(
@@ -165,6 +174,15 @@ pub fn links(stats: &Message) -> Vec<&Message> {
     stats
         .iter()
         .filter(|field| field.name() == "link")
+        .filter_map(Field::as_message)
+        .collect()
+}
+
+/// The `discovery` entries of a `_MM.STATS` answer.
+pub fn discovery_sources(stats: &Message) -> Vec<&Message> {
+    stats
+        .iter()
+        .filter(|field| field.name() == "discovery")
         .filter_map(Field::as_message)
         .collect()
 }

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod listen;
+pub mod mesh;
 pub mod reply;
 pub mod request;
 pub mod send;

@@ -193,10 +193,10 @@ pub fn table(message: &Message) -> String {
         .map(|field| {
             let name = field.name().to_string_lossy().into_owned();
             let mut value = cell(field.value());
-            if name == "uptime_ms" {
-                if let FieldValue::U64(ms) = field.value() {
-                    value = format!("{value} ({})", human_duration(*ms));
-                }
+            if name == "uptime_ms"
+                && let FieldValue::U64(ms) = field.value()
+            {
+                value = format!("{value} ({})", human_duration(*ms));
             }
             (name, value)
         })
@@ -223,7 +223,7 @@ pub fn table(message: &Message) -> String {
 }
 
 /// A table with one row per entry and one column per field name (in order of appearance).
-fn entry_table(entries: &[&Message]) -> String {
+pub fn entry_table(entries: &[&Message]) -> String {
     let mut columns: Vec<String> = Vec::new();
     for entry in entries {
         for field in *entry {

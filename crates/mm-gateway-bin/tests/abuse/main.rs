@@ -216,10 +216,10 @@ fn row_02_made_up_service_names_are_capped_and_stop_when_idle() {
             let mut peak_threads = 0;
             for n in 0..churn {
                 let (link, answer) = connect_to_service(gateway.address(), &format!("CHURN{n}"));
-                if answer == ServiceAnswer::Accepted {
-                    if let Some(mut link) = link {
-                        disconnect(&mut link);
-                    }
+                if answer == ServiceAnswer::Accepted
+                    && let Some(mut link) = link
+                {
+                    disconnect(&mut link);
                 }
                 if matches!(answer, ServiceAnswer::Other(_)) && other.len() >= 4 {
                     other.push("…".to_owned());

@@ -274,10 +274,10 @@ impl Scenario {
             self.report.gateway = "unknown".to_owned();
         }
         self.report.duration_s = self.started.elapsed().as_secs_f64();
-        if let Some(path) = std::env::var_os("MM_ABUSE_REPORT") {
-            if let Err(error) = self.report.append_to(std::path::Path::new(&path)) {
-                eprintln!("cannot write the report: {error}");
-            }
+        if let Some(path) = std::env::var_os("MM_ABUSE_REPORT")
+            && let Err(error) = self.report.append_to(std::path::Path::new(&path))
+        {
+            eprintln!("cannot write the report: {error}");
         }
         let failed = &self.report.failed_checks;
         assert!(

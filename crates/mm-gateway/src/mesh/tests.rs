@@ -24,8 +24,17 @@ fn mesh(addresses: &[&str]) -> Mesh {
             .iter()
             .map(|address| address.to_string())
             .collect(),
+        ..MeshConfig::default()
     };
-    Mesh::new("TEST", OWN_ID, Some(&config), Duration::from_secs(2))
+    Mesh::new("TEST", OWN_ID, Some(&config), Duration::from_secs(2), GRACE)
+}
+
+/// Grace period of peers that discovery no longer lists, in these tests.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// The first dialler (the first configured address).
+fn first_dialer(mesh: &Mesh) -> &Dialer {
+    mesh.dialers().next().expect("a dialler").1
 }
 
 /// The frames sent, as (to, action, subscription id, subject), in order; other effects are
@@ -147,7 +156,7 @@ fn a_link_that_comes_up_gets_every_local_pattern_replayed() {
         panic!("expected a redial, got {:?}", out.effects);
     };
     assert!(delay >= FIRST_REDIAL && delay <= FIRST_REDIAL * 2);
-    assert_eq!(mesh.dialers()[0].state, DialState::Backoff);
+    assert_eq!(first_dialer(&mesh).state, DialState::Backoff);
     out.clear();
     mesh.dial_due(dialer, attempt, &mut out);
     let MeshEffect::Connect { attempt, .. } = out.effects[0].clone() else {
@@ -167,7 +176,7 @@ fn a_link_that_comes_up_gets_every_local_pattern_replayed() {
     );
     assert_eq!(sent(&out).len(), 2);
     assert!(sent(&out).iter().all(|frame| frame.0 == second));
-    assert_eq!(mesh.dialers()[0].state, DialState::Up);
+    assert_eq!(first_dialer(&mesh).state, DialState::Up);
 }
 
 #[test]
@@ -221,7 +230,7 @@ fn failed_dials_back_off_doubling_up_to_the_cap_and_stale_results_are_ignored() 
     );
     assert!(delays[7] >= Duration::from_secs(2));
     assert!(matches!(
-        mesh.dialers()[0].last_failure,
+        first_dialer(&mesh).last_failure,
         Some(LinkFailure::Dial(LinkError::ConnectTimeout))
     ));
 }
@@ -246,7 +255,7 @@ fn an_address_that_leads_back_here_is_never_dialled_again() {
         mesh.dial_succeeded(dialer, attempt, Some(OWN_ID)),
         DialVerdict::IsSelf
     );
-    assert_eq!(mesh.dialers()[0].state, DialState::IsSelf);
+    assert_eq!(first_dialer(&mesh).state, DialState::IsSelf);
     out.clear();
     mesh.dial_due(dialer, attempt + 1, &mut out);
     assert!(out.effects.is_empty());
@@ -307,7 +316,7 @@ fn an_alias_waits_while_another_address_links_to_the_same_peer() {
     out.clear();
     mesh.dial_due(dialer, attempt, &mut out);
     assert!(out.effects.is_empty());
-    assert_eq!(mesh.dialers()[dialer].state, DialState::Suppressed);
+    assert_eq!(mesh.dialer(dialer).unwrap().state, DialState::Suppressed);
     // When the other link drops, the waiting dialler dials at once.
     mesh.link_closed(alias_link, CloseReason::PeerClosed, &mut out);
     assert!(out.effects.iter().any(|effect| matches!(
@@ -483,4 +492,277 @@ fn accepted_links_replace_older_ones_from_the_same_peer() {
     assert!(sent(&out).is_empty());
     mesh.link_closed(older, CloseReason::ReplacedByNewerLink, &mut out);
     assert!(out.effects.is_empty());
+}
+
+// -------------------------------------------------------------------------------------------
+// Membership: peer sets from discovery
+// -------------------------------------------------------------------------------------------
+
+fn etcd_peers(mesh: &mut Mesh, addresses: &[&str], out: &mut MeshOutput) {
+    let addresses: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+    mesh.peers_changed(PeerSource::Etcd, &addresses, out);
+}
+
+fn dialer_of(mesh: &Mesh, address: &str) -> Option<DialerId> {
+    mesh.dialers()
+        .find(|(_, dialer)| dialer.address == address)
+        .map(|(id, _)| id)
+}
+
+/// Drives a dialler from its timer to a link up as `key`.
+fn bring_up(
+    mesh: &mut Mesh,
+    dialer: DialerId,
+    key: ConnectionKey,
+    peer: &str,
+    out: &mut MeshOutput,
+) {
+    let timer = out
+        .effects
+        .iter()
+        .find_map(|effect| match effect {
+            MeshEffect::DialAfter {
+                dialer: d, attempt, ..
+            } if *d == dialer => Some(*attempt),
+            _ => None,
+        })
+        .expect("a dial timer for the dialler");
+    out.clear();
+    mesh.dial_due(dialer, timer, out);
+    let MeshEffect::Connect { attempt, .. } = out.effects[0].clone() else {
+        panic!("expected a connect, got {:?}", out.effects);
+    };
+    out.clear();
+    assert_eq!(
+        mesh.dial_succeeded(dialer, attempt, Some(peer)),
+        DialVerdict::Attach
+    );
+    mesh.dialled_link_up(dialer, key, Some(peer.into()), Protocol::Mm2, out);
+}
+
+#[test]
+fn discovered_peers_are_dialled_at_once_and_a_repeated_set_changes_nothing() {
+    let mut mesh = mesh(&[]);
+    let mut out = MeshOutput::default();
+    // Before the service starts, a peer set only records the diallers.
+    etcd_peers(&mut mesh, &["a:1"], &mut out);
+    assert!(out.effects.is_empty());
+    mesh.start(&mut out);
+    assert_eq!(
+        out.effects.len(),
+        1,
+        "the recorded dialler starts with the mesh"
+    );
+    out.clear();
+    // After the start, a new address dials at once.
+    etcd_peers(&mut mesh, &["a:1", "b:1", "b:1"], &mut out);
+    let b = dialer_of(&mesh, "b:1").expect("a dialler for b");
+    assert_eq!(
+        out.effects,
+        vec![MeshEffect::DialAfter {
+            dialer: b,
+            attempt: 1,
+            delay: Duration::ZERO
+        }],
+        "one dialler per address, dialled at once"
+    );
+    assert_eq!(mesh.dialers().count(), 2);
+    assert_eq!(mesh.dialer(b).unwrap().found_by(), "etcd");
+    out.clear();
+    etcd_peers(&mut mesh, &["b:1", "a:1"], &mut out);
+    assert!(out.effects.is_empty(), "{:?}", out.effects);
+    assert_eq!(mesh.sources()[0].peers, Some(2));
+}
+
+#[test]
+fn a_vanished_peer_keeps_its_link_for_the_grace_period_then_is_dropped_for_good() {
+    let [link] = keys(1)[..] else { unreachable!() };
+    let mut mesh = mesh(&[]);
+    let mut out = MeshOutput::default();
+    mesh.start(&mut out);
+    mesh.interest_added(b"X", &mut out);
+    etcd_peers(&mut mesh, &["peer:1"], &mut out);
+    let dialer = dialer_of(&mesh, "peer:1").unwrap();
+    bring_up(&mut mesh, dialer, link, PEER_ID, &mut out);
+    assert_eq!(sent(&out), vec![(link, Action::Subscribe, 1, "X".into())]);
+    out.clear();
+
+    // The registration disappears: nothing happens to the link yet, a drop is scheduled.
+    etcd_peers(&mut mesh, &[], &mut out);
+    let [
+        MeshEffect::DropAfter {
+            dialer: leaving,
+            departure,
+            delay,
+        },
+    ] = out.effects[..]
+    else {
+        panic!("expected a drop timer, got {:?}", out.effects);
+    };
+    assert_eq!((leaving, delay), (dialer, GRACE));
+    let entry = mesh.dialer(dialer).unwrap();
+    assert_eq!(entry.state, DialState::Up);
+    assert!(entry.leaving.is_some());
+    assert_eq!(entry.found_by(), "etcd", "still says how it was found");
+    out.clear();
+
+    // The grace period ends: the link is closed, and the dialler is gone.
+    mesh.drop_due(dialer, departure, &mut out);
+    assert_eq!(
+        out.effects,
+        vec![MeshEffect::Close {
+            link,
+            reason: CloseReason::NoLongerDiscovered
+        }]
+    );
+    assert!(mesh.dialer(dialer).is_none());
+    assert_eq!(mesh.dialers().count(), 0);
+    out.clear();
+    // The link closes: no redial; stale timers and dials of the dropped dialler do nothing.
+    mesh.link_closed(link, CloseReason::NoLongerDiscovered, &mut out);
+    assert!(out.effects.is_empty(), "{:?}", out.effects);
+    mesh.dial_due(dialer, 1, &mut out);
+    mesh.dial_due(dialer, 2, &mut out);
+    mesh.dial_failed(dialer, 2, LinkError::ConnectTimeout, &mut out);
+    mesh.drop_due(dialer, departure, &mut out);
+    assert!(out.effects.is_empty(), "{:?}", out.effects);
+    assert_eq!(
+        mesh.dial_succeeded(dialer, 2, Some(PEER_ID)),
+        DialVerdict::Stale
+    );
+    // Interest changes no longer go to the closed link.
+    mesh.interest_added(b"Y", &mut out);
+    assert!(sent(&out).is_empty());
+}
+
+#[test]
+fn a_peer_listed_again_within_the_grace_period_keeps_its_link() {
+    let [link] = keys(1)[..] else { unreachable!() };
+    let mut mesh = mesh(&[]);
+    let mut out = MeshOutput::default();
+    mesh.start(&mut out);
+    etcd_peers(&mut mesh, &["peer:1"], &mut out);
+    let dialer = dialer_of(&mesh, "peer:1").unwrap();
+    bring_up(&mut mesh, dialer, link, PEER_ID, &mut out);
+    out.clear();
+    // A lease renewed late: the key goes and comes back.
+    etcd_peers(&mut mesh, &[], &mut out);
+    let [MeshEffect::DropAfter { departure, .. }] = out.effects[..] else {
+        panic!("{:?}", out.effects)
+    };
+    out.clear();
+    etcd_peers(&mut mesh, &["peer:1"], &mut out);
+    assert!(out.effects.is_empty(), "no new dial: the link is up");
+    assert!(mesh.dialer(dialer).unwrap().leaving.is_none());
+    // The old drop timer fires: nothing happens.
+    mesh.drop_due(dialer, departure, &mut out);
+    assert!(out.effects.is_empty());
+    assert_eq!(mesh.dialer(dialer).unwrap().state, DialState::Up);
+    // It leaves again: a new departure, which the old timer cannot complete either.
+    etcd_peers(&mut mesh, &[], &mut out);
+    let [
+        MeshEffect::DropAfter {
+            departure: again, ..
+        },
+    ] = out.effects[..]
+    else {
+        panic!("{:?}", out.effects)
+    };
+    assert_ne!(again, departure);
+    out.clear();
+    mesh.drop_due(dialer, departure, &mut out);
+    assert!(out.effects.is_empty());
+    mesh.drop_due(dialer, again, &mut out);
+    assert_eq!(out.effects.len(), 1);
+}
+
+#[test]
+fn sources_combine_and_each_replaces_only_its_own_set() {
+    let mut mesh = mesh(&["static:1", "both:1"]);
+    let mut out = MeshOutput::default();
+    mesh.start(&mut out);
+    out.clear();
+    etcd_peers(&mut mesh, &["both:1", "etcd:1"], &mut out);
+    let dns = PeerSource::Dns("gateways.example:1".into());
+    mesh.peers_changed(dns.clone(), &["etcd:1".into(), "dns:1".into()], &mut out);
+    let found_by = |mesh: &Mesh, address: &str| {
+        mesh.dialer(dialer_of(mesh, address).unwrap())
+            .unwrap()
+            .found_by()
+    };
+    assert_eq!(mesh.dialers().count(), 4, "one dialler per address");
+    assert_eq!(found_by(&mesh, "static:1"), "config");
+    assert_eq!(found_by(&mesh, "both:1"), "config,etcd");
+    assert_eq!(found_by(&mesh, "etcd:1"), "etcd,dns:gateways.example:1");
+    assert_eq!(found_by(&mesh, "dns:1"), "dns:gateways.example:1");
+    out.clear();
+
+    // etcd lists nothing any more: the configured address stays; one DNS still lists stays.
+    etcd_peers(&mut mesh, &[], &mut out);
+    assert!(out.effects.is_empty(), "nobody leaves: {:?}", out.effects);
+    assert_eq!(found_by(&mesh, "both:1"), "config");
+    assert_eq!(found_by(&mesh, "etcd:1"), "dns:gateways.example:1");
+    // DNS lists nothing: its two addresses leave; the configured ones never do.
+    mesh.peers_changed(dns, &[], &mut out);
+    let leaving: Vec<DialerId> = out
+        .effects
+        .iter()
+        .map(|effect| match effect {
+            MeshEffect::DropAfter { dialer, .. } => *dialer,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(leaving.len(), 2);
+    assert!(leaving.contains(&dialer_of(&mesh, "etcd:1").unwrap()));
+    assert!(leaving.contains(&dialer_of(&mesh, "dns:1").unwrap()));
+}
+
+#[test]
+fn a_new_dialler_in_a_dropped_diallers_slot_ignores_the_old_ones_timers() {
+    let mut mesh = mesh(&[]);
+    let mut out = MeshOutput::default();
+    mesh.start(&mut out);
+    etcd_peers(&mut mesh, &["old:1"], &mut out);
+    let old = dialer_of(&mesh, "old:1").unwrap();
+    let [MeshEffect::DialAfter { attempt, .. }] = out.effects[..] else {
+        panic!()
+    };
+    etcd_peers(&mut mesh, &[], &mut out);
+    let Some(MeshEffect::DropAfter { departure, .. }) = out.effects.last().cloned() else {
+        panic!()
+    };
+    mesh.drop_due(old, departure, &mut out);
+    out.clear();
+    etcd_peers(&mut mesh, &["new:1"], &mut out);
+    let new = dialer_of(&mesh, "new:1").unwrap();
+    assert_ne!(old, new);
+    out.clear();
+    // The old dialler's timer fires: the new dialler does not dial because of it.
+    mesh.dial_due(old, attempt, &mut out);
+    assert!(out.effects.is_empty());
+    assert_eq!(mesh.dialer(new).unwrap().dials, 0);
+}
+
+#[test]
+fn discovery_health_is_recorded_per_source() {
+    let mut mesh = mesh(&[]);
+    let mut out = MeshOutput::default();
+    mesh.discovery_report(
+        DiscoveryReport::Health(PeerSource::Etcd, Some("connection refused".into())),
+        &mut out,
+    );
+    assert_eq!(mesh.sources().len(), 1);
+    assert_eq!(
+        mesh.sources()[0].error.as_deref(),
+        Some("connection refused")
+    );
+    assert_eq!(mesh.sources()[0].peers, None);
+    mesh.discovery_report(
+        DiscoveryReport::Peers(PeerSource::Etcd, vec!["a:1".into()]),
+        &mut out,
+    );
+    mesh.discovery_report(DiscoveryReport::Health(PeerSource::Etcd, None), &mut out);
+    assert_eq!(mesh.sources()[0].error, None);
+    assert_eq!(mesh.sources()[0].peers, Some(1));
+    assert!(out.effects.is_empty(), "not started: nothing dialled yet");
 }

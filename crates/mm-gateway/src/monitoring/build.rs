@@ -246,8 +246,7 @@ fn mesh_snapshot(sources: &SnapshotSources<'_>, now: Instant) -> MeshSnapshot {
     let peers = sources
         .mesh
         .dialers()
-        .iter()
-        .map(|dialer| {
+        .map(|(_, dialer)| {
             let peer_name = dialled_names
                 .iter()
                 .find(|(address, _)| *address == dialer.address)

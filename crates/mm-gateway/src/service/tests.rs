@@ -55,6 +55,7 @@ async fn meshed(config: GatewayConfig) -> (TestService, TestPeer, FakePeerListen
     config.meshes = vec![MeshConfig {
         service: SERVICE.into(),
         gateways: vec![listener.address()],
+        ..MeshConfig::default()
     }];
     let service = TestService::start(config);
     let link = listener.accept(PEER_ID).await;
@@ -352,6 +353,68 @@ fn peers_messages_go_to_local_clients_only() {
                 .get_i32("from")
                 .unwrap(),
             2
+        );
+        service.stop().await;
+    });
+}
+
+#[test]
+fn discovered_peers_are_dialled_get_interest_and_are_dropped_after_the_grace_period() {
+    use crate::mesh::{DiscoveryReport, PeerSource};
+    run(async {
+        let listener = FakePeerListener::bind().await;
+        let mut config = GatewayConfig::default();
+        config.discovery.grace = Duration::from_millis(300);
+        config.meshes = vec![MeshConfig {
+            service: SERVICE.into(),
+            etcd: true,
+            ..MeshConfig::default()
+        }];
+        let service = TestService::start(config);
+        let (_, mut client) = service.client("sub").await;
+        client.send(&subscribe(1, "FOUND.>"), &Message::new()).await;
+        sync(&mut client).await;
+
+        service
+            .service
+            .borrow_mut()
+            .discovered(DiscoveryReport::Peers(
+                PeerSource::Etcd,
+                vec![listener.address()],
+            ));
+        let mut link = listener.accept(PEER_ID).await;
+        assert_eq!(
+            link.expect(Action::Subscribe).await.header().subject,
+            b"FOUND.>",
+            "the new link gets the interest"
+        );
+        service
+            .wait_until("the link is up", |service| {
+                service.connections.values().any(|c| c.role.is_link())
+            })
+            .await;
+
+        let vanished = std::time::Instant::now();
+        service
+            .service
+            .borrow_mut()
+            .discovered(DiscoveryReport::Peers(PeerSource::Etcd, Vec::new()));
+        link.expect_closed().await;
+        assert!(
+            vanished.elapsed() >= Duration::from_millis(300),
+            "kept for the grace period"
+        );
+        service
+            .wait_until("no link and no dialler", |service| {
+                service.mesh.dialers().next().is_none()
+                    && !service.connections.values().any(|c| c.role.is_link())
+            })
+            .await;
+        // Nobody dials again.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), listener.accept(PEER_ID))
+                .await
+                .is_err()
         );
         service.stop().await;
     });

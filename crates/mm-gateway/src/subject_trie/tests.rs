@@ -529,10 +529,8 @@ fn pattern_strategy() -> impl Strategy<Value = String> {
         prop::bool::weighted(0.25),
     )
         .prop_map(|(mut tokens, ends_with_rest)| {
-            if ends_with_rest {
-                if let Some(last) = tokens.last_mut() {
-                    *last = ">".to_string();
-                }
+            if ends_with_rest && let Some(last) = tokens.last_mut() {
+                *last = ">".to_string();
             }
             tokens.join(".")
         })
