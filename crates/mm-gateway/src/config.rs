@@ -28,6 +28,8 @@
 //! not JSON, or a value of the wrong type or out of range, is an error. Command-line options
 //! override the file.
 
+pub mod security;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -154,6 +156,8 @@ pub struct GatewayConfig {
     pub meshes: Vec<MeshConfig>,
     /// Gateway-wide bounds.
     pub limits: Limits,
+    /// TLS, mesh authentication, users and permissions (none by default).
+    pub security: security::SecurityConfig,
 }
 
 /// One entry of `StartupMeshes`: a service and the gateways of its mesh.
@@ -181,6 +185,7 @@ impl Default for GatewayConfig {
             allowed_services: None,
             meshes: Vec::new(),
             limits: Limits::default(),
+            security: security::SecurityConfig::default(),
         }
     }
 }
@@ -216,17 +221,27 @@ impl GatewayConfig {
             path: path.to_owned(),
             source,
         })?;
-        self.apply_json(&text).map_err(|error| match error {
-            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
-                path: path.to_owned(),
-                message,
-            },
-            other => other,
-        })
+        self.apply_json_in(&text, path.parent())
+            .map_err(|error| match error {
+                ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message,
+                },
+                other => other,
+            })
     }
 
     /// Applies configuration text (JSON with comments). See [`GatewayConfig::apply_file`].
     pub fn apply_json(&mut self, text: &str) -> Result<Vec<String>, ConfigError> {
+        self.apply_json_in(text, None)
+    }
+
+    /// Applies configuration text whose relative paths are relative to `base`.
+    fn apply_json_in(
+        &mut self,
+        text: &str,
+        base: Option<&Path>,
+    ) -> Result<Vec<String>, ConfigError> {
         let stripped = strip_comments(text);
         let file: ConfigFile =
             serde_json::from_str(&stripped).map_err(|error| ConfigError::Syntax {
@@ -369,6 +384,14 @@ impl GatewayConfig {
                 gateways: mesh.mesh_gateways,
             });
         }
+        security::SecurityKeys {
+            tls: file.tls,
+            mesh_tls: file.mesh_tls,
+            mesh_secret_file: file.mesh_secret_file,
+            mesh_secret: file.mesh_secret,
+            service_security: file.service_security,
+        }
+        .apply(&mut self.security, base, &mut warnings)?;
         Ok(warnings)
     }
 }
@@ -471,6 +494,11 @@ struct ConfigFile {
     max_services: Option<u64>,
     service_idle_stop_ms: Option<u64>,
     frame_progress_timeout_ms: Option<u64>,
+    tls: Option<security::TlsFile>,
+    mesh_tls: Option<security::MeshTlsFile>,
+    mesh_secret_file: Option<String>,
+    mesh_secret: Option<String>,
+    service_security: Option<BTreeMap<String, security::ServiceFile>>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }

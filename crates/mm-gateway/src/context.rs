@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use mm_wire::handshake::{AckInfo, PeerHello};
 
 use crate::config::GatewayConfig;
+use crate::security::{Security, SecurityState};
 
 /// What the whole gateway shares with its services. Read-only after start, except the id counter.
 #[derive(Debug)]
@@ -24,12 +25,31 @@ pub struct GatewayContext {
     /// Memory held for incomplete frames by all services, as each last reported it: checked
     /// against `Limits::max_total_partial_bytes`.
     pub(crate) partial_input: AtomicUsize,
+    /// TLS, mesh authentication and users in force.
+    pub(crate) security: Security,
+    /// Clients refused for bad or missing credentials, all services.
+    pub(crate) authentication_failures: AtomicU64,
+    /// Mesh peers refused for failing authentication.
+    pub(crate) mesh_authentication_failures: AtomicU64,
 }
 
 impl GatewayContext {
-    /// A context with a fresh random `gateway_id`.
+    /// A context with a fresh random `gateway_id` and no security in force (see
+    /// [`crate::Gateway::bind`] for a gateway that applies its configuration's).
     pub fn new(config: GatewayConfig, listen_address: SocketAddr) -> Self {
+        Self::with_security(config, listen_address, SecurityState::default())
+    }
+
+    /// A context with `security` in force.
+    pub(crate) fn with_security(
+        config: GatewayConfig,
+        listen_address: SocketAddr,
+        security: SecurityState,
+    ) -> Self {
         GatewayContext {
+            security: Security::new(security),
+            authentication_failures: AtomicU64::new(0),
+            mesh_authentication_failures: AtomicU64::new(0),
             config,
             gateway_id: format!("{:032x}", rand::random::<u128>()),
             listen_address,
@@ -57,6 +77,8 @@ impl GatewayContext {
             gateway_id: for_mesh_link.then(|| self.gateway_id.clone()),
             max_frame: self.config.max_frame,
             heartbeat_ms: self.heartbeat_ms(),
+            inbox_prefix: None,
+            mesh_auth: None,
         }
     }
 
@@ -67,6 +89,7 @@ impl GatewayContext {
             gateway_name: self.config.name.clone(),
             gateway_id: Some(self.gateway_id.clone()),
             heartbeat_ms: self.heartbeat_ms(),
+            mesh_auth: None,
         }
     }
 }

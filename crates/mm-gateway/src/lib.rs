@@ -38,6 +38,7 @@
 //! Dependencies between these modules point one way — `service` uses the parts, the parts never
 //! use `service` — and docs/architecture.md draws the picture.
 
+mod auth;
 pub mod config;
 mod connection;
 mod context;
@@ -49,8 +50,10 @@ mod log_limit;
 pub mod memory;
 mod mesh;
 mod outbound;
+mod permissions;
 mod rate_limit;
 mod router;
+pub mod security;
 mod service;
 mod socket;
 mod stats;
@@ -58,6 +61,8 @@ pub mod subject_trie;
 mod subscriptions;
 #[cfg(test)]
 mod test_harness;
+pub mod tls;
+mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,8 +72,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub use auth::hash_secret;
 pub use config::{ConfigError, GatewayConfig, Limits, MeshConfig};
 pub use context::GatewayContext;
+pub use security::{SecurityError, SecurityReloader};
 
 /// A gateway that failed to start.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +89,9 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
+    /// The security settings (certificates, keys, the mesh secret) cannot be used.
+    #[error("security settings")]
+    Security(#[from] SecurityError),
     /// A configured service could not be started.
     #[error("cannot start service `{service}`")]
     Service {
@@ -113,7 +123,13 @@ impl Gateway {
         let local_address = listener
             .local_addr()
             .map_err(|source| GatewayError::Bind { address, source })?;
-        let context = Arc::new(GatewayContext::new(config, local_address));
+        let security = security::SecurityState::load(&config.security)?;
+        warn_if_open(&config, local_address, &security);
+        let context = Arc::new(GatewayContext::with_security(
+            config,
+            local_address,
+            security,
+        ));
         let shutdown = CancellationToken::new();
         let registry = Arc::new(listener::ServiceRegistry::new(
             context.clone(),
@@ -142,6 +158,13 @@ impl Gateway {
         self.local_address
     }
 
+    /// Puts new security settings in force while the gateway runs (SIGHUP).
+    pub fn security_reloader(&self) -> SecurityReloader {
+        SecurityReloader {
+            context: self.context.clone(),
+        }
+    }
+
     /// This gateway's `gateway_id`.
     pub fn gateway_id(&self) -> &str {
         &self.context.gateway_id
@@ -163,5 +186,34 @@ impl Gateway {
         let _ = acceptor.await;
         self.registry.shutdown().await;
         info!("stopped");
+    }
+}
+
+/// Warns when the gateway listens beyond loopback and some service is open to everyone who can
+/// reach the port (docs/security.md).
+fn warn_if_open(config: &GatewayConfig, address: SocketAddr, security: &security::SecurityState) {
+    if address.ip().is_loopback() {
+        return;
+    }
+    let every_service_authenticates = config.security.authenticates_every_service()
+        || config.allowed_services.as_ref().is_some_and(|allowed| {
+            allowed
+                .iter()
+                .all(|service| security.service(service).is_some())
+        });
+    if !every_service_authenticates {
+        tracing::warn!(
+            %address,
+            "listening on a non-loopback address without authentication: anyone who can reach \
+             this port can join services, subscribe to anything and read replies; configure \
+             ServiceSecurity (docs/security.md)"
+        );
+    }
+    if !config.meshes.is_empty() && !security.mesh_authenticated() {
+        tracing::warn!(
+            %address,
+            "mesh links are not authenticated: configure MeshSecretFile or MeshTls \
+             (docs/security.md)"
+        );
     }
 }

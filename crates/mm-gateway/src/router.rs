@@ -147,6 +147,20 @@ impl Router {
         subject: &[u8],
         connections: &mut Connections,
     ) -> RouteOutcome {
+        self.route_with_reply(origin, frame, subject, &[], connections)
+    }
+
+    /// [`Router::route`] for a frame with reply subject `reply_subject`: a client with
+    /// permissions that receives it may answer it (private replies, `crate::permissions`).
+    pub(crate) fn route_with_reply(
+        &mut self,
+        origin: Origin,
+        frame: &[u8],
+        subject: &[u8],
+        reply_subject: &[u8],
+        connections: &mut Connections,
+    ) -> RouteOutcome {
+        let mut now = None;
         self.publish_sequence += 1;
         let sequence = self.publish_sequence;
         let from_peer = matches!(origin, Origin::Peer(_));
@@ -206,6 +220,12 @@ impl Router {
                 }
             }
             patch_subscription_id(connection.outbound.push(frame), subscription_id);
+            if !reply_subject.is_empty() {
+                if let Some(access) = connection.access.as_deref_mut() {
+                    let now = *now.get_or_insert_with(std::time::Instant::now);
+                    access.record_request(reply_subject, now);
+                }
+            }
             connection.counters.frames_out += 1;
             connection.counters.bytes_out += frame.len() as u64;
             self.flush.insert(subscriber.connection);

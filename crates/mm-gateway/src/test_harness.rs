@@ -104,10 +104,13 @@ impl TestService {
         let body = first_frame.message().expect("a body");
         let incoming = Incoming {
             stream: gateway_end.into_std().expect("std socket"),
+            tls: None,
             address,
             first_frame,
             body,
             leftover: BytesMut::new(),
+            grant: None,
+            mesh_ack_sent: false,
         };
         let key = self
             .service
@@ -157,6 +160,7 @@ impl TestService {
             gateway_name: "peer".into(),
             gateway_id: Some(peer_id.into()),
             heartbeat_ms: 0,
+            mesh_auth: None,
         };
         let connect = frame(
             &Header {
@@ -228,6 +232,8 @@ impl FakePeerListener {
             gateway_id: Some(peer_id.into()),
             max_frame: mm_wire::DEFAULT_MAX_FRAME,
             heartbeat_ms: 0,
+            inbox_prefix: None,
+            mesh_auth: None,
         };
         peer.send(&Header::new(Action::Ack), &ack.mesh_message())
             .await;

@@ -9,12 +9,14 @@
 //!   when the returned [`ConfigFile`] is dropped: test runs leave nothing behind.
 //! * [`RawClient`] speaks the wire protocol frame by frame over a blocking socket, built only on
 //!   `mm-wire`: conformance tests see exactly the bytes the gateway sends.
+//! * [`pki::TestPki`] makes a CA and certificates (rcgen) for TLS tests.
 //! * [`wait_until`] polls a condition with a deadline, for the rare cases where no flush (PING/PONG)
 //!   can serve as the synchronisation point.
 
 mod child_process;
 mod gateway;
 pub mod mesh;
+pub mod pki;
 mod raw_client;
 
 pub use child_process::ChildProcess;

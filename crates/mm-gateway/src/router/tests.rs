@@ -15,12 +15,14 @@ async fn connection(connections: &mut Connections, role: Role) -> ConnectionKey 
     let (gateway_end, _test_end) = socket_pair().await;
     let address = gateway_end.peer_addr().unwrap();
     let new = NewConnection {
-        handle: ConnectionHandle::new(gateway_end),
+        handle: ConnectionHandle::new(gateway_end, None),
         address,
         name: "test".into(),
         role,
         protocol: Protocol::Mm2,
         peer_heartbeat: Duration::ZERO,
+        access: None,
+        max_frame: mm_wire::DEFAULT_MAX_FRAME,
     };
     connections.insert(Connection::new(1, new, usize::MAX))
 }
