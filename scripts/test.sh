@@ -43,6 +43,11 @@ fi
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# The client library lists its own tokio features; it must not pull `signal` into applications.
+if cargo tree -p messaging-mesh -e normal,features -i tokio --locked --prefix none | grep -q 'tokio feature "signal"'; then
+  echo "messaging-mesh pulls tokio's signal feature" >&2
+  exit 1
+fi
 
 step "build binaries for the end-to-end tests"
 cargo build --workspace --bins --locked

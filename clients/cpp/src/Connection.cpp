@@ -39,8 +39,6 @@ struct ConnectionCore : std::enable_shared_from_this<ConnectionCore> {
     /// close() was called.
     bool closed = false;
     std::chrono::milliseconds connectTimeout{30000};
-    /// Whether the request inbox is known to be live across the mesh (see Connection::request).
-    std::shared_ptr<std::atomic<bool>> inboxConfirmed = std::make_shared<std::atomic<bool>>(false);
     /// Set when the application gave a NotificationCallback.
     std::shared_ptr<ClosedSignal> closedSignal;
 
@@ -71,7 +69,6 @@ struct ConnectionCore : std::enable_shared_from_this<ConnectionCore> {
 /// The notification callback's state, owned by the C library (freed with the connection).
 struct NotifyContext {
     NotificationCallback callback;
-    std::shared_ptr<std::atomic<bool>> inboxConfirmed;
     std::shared_ptr<ClosedSignal> closed;
 };
 
@@ -134,10 +131,6 @@ extern "C" void onNotification(void* userData, const mm_notification* notificati
         std::lock_guard<std::mutex> lock(context->closed->mutex);
         context->closed->notifier = std::this_thread::get_id();
     }
-    if (notification->kind == MM_NOTIFICATION_KIND_DISCONNECTED ||
-        notification->kind == MM_NOTIFICATION_KIND_RECONNECTED) {
-        context->inboxConfirmed->store(false);
-    }
     try {
         Notification converted;
         converted.type = notificationType(notification->kind);
@@ -196,8 +189,7 @@ std::string gatewayAddress(const ConnectionParams& params) {
     return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(params.GatewayPort);
 }
 
-ParamsHandle makeParams(const ConnectionParams& params, const std::shared_ptr<std::atomic<bool>>& inboxConfirmed,
-                        const std::shared_ptr<detail::ClosedSignal>& closed) {
+ParamsHandle makeParams(const ConnectionParams& params, const std::shared_ptr<detail::ClosedSignal>& closed) {
     const std::string address = gatewayAddress(params);
     mm_connection_params* raw = nullptr;
     check(mm_connection_params_new(address.data(), address.size(), params.Service.data(), params.Service.size(), &raw));
@@ -220,7 +212,7 @@ ParamsHandle makeParams(const ConnectionParams& params, const std::shared_ptr<st
     check(mm_connection_params_set_request_spin_us(
         raw, params.RequestSpin.count() <= 0 ? 0 : static_cast<uint64_t>(params.RequestSpin.count())));
     // The library owns the context from here on, also when the call fails.
-    auto* notify = new NotifyContext{params.NotificationCallback, inboxConfirmed, closed};
+    auto* notify = new NotifyContext{params.NotificationCallback, closed};
     check(mm_connection_params_set_notification_callback(raw, onNotification, notify, freeNotifyContext));
     check(mm_connection_params_set_logger(raw, onLog, nullptr, nullptr));
     return handle;
@@ -287,7 +279,7 @@ Connection::Connection(const ConnectionParams& params)
     if (params.NotificationCallback) {
         core_->closedSignal = closed;
     }
-    ParamsHandle handle = makeParams(params, core_->inboxConfirmed, closed);
+    ParamsHandle handle = makeParams(params, closed);
     if (!params.ConnectAsynchronously) {
         mm_connection* connection = nullptr;
         check(mm_connect(handle.get(), &connection));
@@ -361,19 +353,12 @@ MessagePtr Connection::request(const std::string& subject, const MessagePtr& mes
     if (!message) {
         throw InvalidArgumentException(MM_STATUS_NULL_ARGUMENT, "request: the message is null");
     }
+    // The library confirms its reply inbox across the mesh before the first request of each
+    // session, so a reply from a responder on another gateway is not lost.
     mm_connection* connection = core_->get();
-    const auto start = std::chrono::steady_clock::now();
-    // The first request of a connection (and the first after a reconnect) waits until its reply
-    // inbox is known across the mesh, so that a reply from a responder on another gateway
-    // cannot arrive there before the interest does and be dropped.
-    if (!core_->inboxConfirmed->load()) {
-        check(mm_connection_flush(connection, milliseconds(timeout), true));
-        core_->inboxConfirmed->store(true);
-    }
-    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
     mm_received* reply = nullptr;
     check(mm_connection_request(connection, subject.data(), subject.size(), detail::MessageAccess::handle(*message),
-                                milliseconds(timeout - elapsed), &reply));
+                                milliseconds(timeout), &reply));
     return detail::MessageAccess::fromReceived(reply);
 }
 

@@ -1,7 +1,8 @@
 //! The async front end for tokio users: [`AsyncConnection`] and [`AsyncSubscription`], a
-//! [`Stream`] of messages. Same engine, same semantics as the blocking API; nothing here blocks a
-//! runtime thread (the engine runs on its own thread, and the two meet through runtime-agnostic
-//! `tokio::sync` primitives), so it works on any tokio runtime, current-thread or multi-thread.
+//! [`Stream`] of messages. Same engine, same operation names, same semantics as the blocking API
+//! (each method is one call into [`Client`]); nothing here blocks a runtime thread (the engine
+//! runs on its own thread, and the two meet through runtime-agnostic primitives), so it works on
+//! any tokio runtime, current-thread or multi-thread.
 
 use std::fmt;
 use std::pin::Pin;
@@ -11,22 +12,20 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use mm_wire::Message;
-use mm_wire::handshake::Protocol;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::connection::{Connection, flush_outcome, flush_push_error, request_outcome};
-use crate::dispatch::{Sink, SubscriptionEntry};
-use crate::engine::{self, Ready};
+use crate::client::{Client, Handle, Subscribed};
+use crate::connection::Connection;
 use crate::error::{ConnectError, FlushError, PublishError, RequestError, SubscribeError};
-use crate::outbound::Admission;
 use crate::params::ConnectionParams;
 use crate::received::Received;
-use crate::requests::Waiter;
-use crate::shared::{Handle, Shared};
 use crate::status::{ConnectionStats, ConnectionStatus, GatewayInfo};
 
 /// A connection to a Messaging Mesh gateway, with an async API.
+///
+/// The operations have the names and semantics of the blocking [`Connection`]'s — `send`,
+/// `send_with_reply`, `send_reply`, `subscribe`, `send_request`, `flush`, `close` — and are
+/// `async`; a subscription is a [`Stream`] instead of a callback.
 ///
 /// Cheap to clone; clones (and [`Connection`]s made with
 /// [`to_blocking`](AsyncConnection::to_blocking)) share one connection. Prefer
@@ -39,12 +38,12 @@ use crate::status::{ConnectionStats, ConnectionStatus, GatewayInfo};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// let conn = AsyncConnection::connect(ConnectionParams::new("127.0.0.1:5050", "VULCAN")).await?;
-/// let mut prices = conn.subscribe("PRICES.>")?;
-/// conn.publish("PRICES.IBM", &Message::new().add_f64("px", 123.4)).await?;
+/// let mut prices = conn.subscribe("PRICES.>").await?;
+/// conn.send("PRICES.IBM", &Message::new().add_f64("px", 123.4)).await?;
 /// while let Some(message) = prices.next().await {
 ///     println!("{} {}", message.subject(), message.message());
 /// }
-/// let reply = conn.request("Service.Add", &Message::new(), Duration::from_secs(2)).await?;
+/// let reply = conn.send_request("Service.Add", &Message::new(), Duration::from_secs(2)).await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -56,25 +55,16 @@ pub struct AsyncConnection {
 impl AsyncConnection {
     /// Connects to the gateway and completes the handshake (see [`Connection::connect`]).
     pub async fn connect(params: ConnectionParams) -> Result<AsyncConnection, ConnectError> {
-        let (sender, receiver) = oneshot::channel();
-        let shared = engine::start(params, Ready::Async(sender))?;
-        match receiver.await {
-            Ok(Ok(())) => Ok(AsyncConnection {
-                handle: Arc::new(Handle { shared }),
-            }),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(ConnectError::Thread(std::io::Error::other(
-                "the connection thread ended during connect",
-            ))),
-        }
+        let client = Client::connect_async(params).await?;
+        Ok(AsyncConnection::from_handle(Arc::new(Handle::new(client))))
     }
 
-    pub(crate) fn from_handle(handle: Arc<Handle>) -> AsyncConnection {
+    fn from_handle(handle: Arc<Handle>) -> AsyncConnection {
         AsyncConnection { handle }
     }
 
-    fn shared(&self) -> &Arc<Shared> {
-        &self.handle.shared
+    fn client(&self) -> &Client {
+        self.handle.client()
     }
 
     /// The blocking front end of this same connection.
@@ -82,202 +72,163 @@ impl AsyncConnection {
         Connection::from_handle(self.handle.clone())
     }
 
-    /// Publishes `message` on `subject`; awaits only when the output is at its high-water mark.
-    pub async fn publish(&self, subject: &str, message: &Message) -> Result<(), PublishError> {
-        self.shared().publish_async(subject, "", message).await
+    /// Publishes `message` on `subject` (see [`Connection::send`]); awaits only when the output
+    /// is at its high-water mark.
+    pub async fn send(&self, subject: &str, message: &Message) -> Result<(), PublishError> {
+        self.client().publish_async(subject, "", message).await
     }
 
-    /// Publishes with a reply subject.
+    /// Publishes `message` on `subject` with a reply subject for the receivers to answer on.
+    pub async fn send_with_reply(
+        &self,
+        subject: &str,
+        reply_subject: &str,
+        message: &Message,
+    ) -> Result<(), PublishError> {
+        self.client()
+            .publish_async(subject, reply_subject, message)
+            .await
+    }
+
+    /// Answers `request` by publishing `message` on its reply subject.
+    pub async fn send_reply(
+        &self,
+        request: &Received,
+        message: &Message,
+    ) -> Result<(), PublishError> {
+        let reply_subject = Client::reply_subject_of(request)?;
+        self.client()
+            .publish_async(reply_subject, "", message)
+            .await
+    }
+
+    /// Subscribes to `pattern` (wildcards allowed); messages arrive on the returned stream, which
+    /// ends when the subscription does (dropped, unsubscribed, connection closed). The
+    /// subscription's pending limit bounds how many messages the stream holds unread. Like
+    /// [`Connection::subscribe`], it returns once the SUBSCRIBE is queued; use
+    /// [`flush`](AsyncConnection::flush) to know that the gateway has it.
+    pub async fn subscribe(&self, pattern: &str) -> Result<AsyncSubscription, SubscribeError> {
+        let (subscribed, receiver) = self.client().subscribe_stream(pattern)?;
+        Ok(AsyncSubscription {
+            subscribed,
+            receiver,
+        })
+    }
+
+    /// Sends a request and awaits the first reply, up to `timeout` (see
+    /// [`Connection::send_request`] for the errors). Never spins: the task simply awaits.
+    pub async fn send_request(
+        &self,
+        subject: &str,
+        message: &Message,
+        timeout: Duration,
+    ) -> Result<Received, RequestError> {
+        self.client().request_async(subject, message, timeout).await
+    }
+
+    /// Former name of [`send`](AsyncConnection::send).
+    #[deprecated(note = "renamed `send`, as on the blocking `Connection`")]
+    pub async fn publish(&self, subject: &str, message: &Message) -> Result<(), PublishError> {
+        self.send(subject, message).await
+    }
+
+    /// Former name of [`send_with_reply`](AsyncConnection::send_with_reply).
+    #[deprecated(note = "renamed `send_with_reply`, as on the blocking `Connection`")]
     pub async fn publish_with_reply(
         &self,
         subject: &str,
         reply_subject: &str,
         message: &Message,
     ) -> Result<(), PublishError> {
-        self.shared()
-            .publish_async(subject, reply_subject, message)
-            .await
+        self.send_with_reply(subject, reply_subject, message).await
     }
 
-    /// Answers `request` on its reply subject.
+    /// Former name of [`send_reply`](AsyncConnection::send_reply).
+    #[deprecated(note = "renamed `send_reply`, as on the blocking `Connection`")]
     pub async fn reply(&self, request: &Received, message: &Message) -> Result<(), PublishError> {
-        let reply_subject =
-            request
-                .reply_subject()
-                .ok_or_else(|| PublishError::NoReplySubject {
-                    subject: request.subject().to_owned(),
-                })?;
-        self.shared()
-            .publish_async(reply_subject, "", message)
-            .await
+        self.send_reply(request, message).await
     }
 
-    /// Subscribes to `pattern`; messages arrive on the returned stream, which ends when the
-    /// subscription does (dropped, unsubscribed, connection closed). The subscription's pending
-    /// limit bounds how many messages the stream holds unread.
-    pub fn subscribe(&self, pattern: &str) -> Result<AsyncSubscription, SubscribeError> {
-        let (sender, receiver) = unbounded_channel();
-        let entry = self
-            .shared()
-            .subscribe(pattern, Sink::Stream(std::sync::Mutex::new(Some(sender))))?;
-        Ok(AsyncSubscription {
-            shared: self.shared().clone(),
-            entry,
-            receiver,
-        })
-    }
-
-    /// Sends a request and awaits the first reply, up to `timeout` (see
-    /// [`Connection::send_request`] for the errors).
+    /// Former name of [`send_request`](AsyncConnection::send_request).
+    #[deprecated(note = "renamed `send_request`, as on the blocking `Connection`")]
     pub async fn request(
         &self,
         subject: &str,
         message: &Message,
         timeout: Duration,
     ) -> Result<Received, RequestError> {
-        let shared = self.shared();
-        shared.check_request(subject)?;
-        let (sender, receiver) = oneshot::channel();
-        let (number, reply_subject) = shared.requests.register_reply(Waiter::Async(sender));
-        let cancel = CancelReply {
-            shared,
-            number: Some(number),
-        };
-        shared
-            .publish_async(subject, &reply_subject, message)
-            .await?;
-        let outcome = tokio::time::timeout(timeout, receiver).await;
-        drop(cancel);
-        match outcome {
-            Ok(Ok(outcome)) => request_outcome(outcome, subject),
-            Ok(Err(_)) => Err(RequestError::Closed),
-            Err(_) => Err(RequestError::Timeout {
-                subject: subject.to_owned(),
-                timeout,
-            }),
-        }
+        self.send_request(subject, message, timeout).await
     }
 
     /// A new unique inbox subject (see [`Connection::create_inbox`]).
     pub fn create_inbox(&self) -> String {
-        self.shared().requests.create_inbox()
+        self.client().create_inbox()
     }
 
     /// Awaits the gateway's confirmation that everything sent before was processed (see
     /// [`Connection::flush`]).
     pub async fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.flush_inner(timeout, false).await
+        self.client().flush_async(timeout, false).await
     }
 
     /// Mesh-wide flush (see [`Connection::flush_mesh`]).
     pub async fn flush_mesh(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.flush_inner(timeout, true).await
-    }
-
-    async fn flush_inner(&self, timeout: Duration, mesh: bool) -> Result<(), FlushError> {
-        let shared = self.shared();
-        let (sender, receiver) = oneshot::channel();
-        let waiter = Waiter::Async(sender);
-        let work = async {
-            if shared.protocol() == Protocol::Mm1 {
-                let (number, inbox) = shared.requests.register_reply(waiter);
-                let _cancel = CancelReply {
-                    shared,
-                    number: Some(number),
-                };
-                shared
-                    .outbound
-                    .push_async(Admission::Publish, |out| {
-                        mm_wire::encode_frame(
-                            out,
-                            &mm_wire::Header::send_message(&inbox),
-                            &Message::new(),
-                        )
-                    })
-                    .await
-                    .map_err(|error| flush_push_error(shared, error))?;
-                receiver
-                    .await
-                    .map_or(Err(FlushError::Closed), flush_outcome)
-            } else {
-                let number = shared.requests.register_pong(waiter);
-                let _cancel = CancelPong { shared, number };
-                shared
-                    .push_flush_ping(number, mesh)
-                    .map_err(|error| flush_push_error(shared, error))?;
-                receiver
-                    .await
-                    .map_or(Err(FlushError::Closed), flush_outcome)
-            }
-        };
-        tokio::time::timeout(timeout, work)
-            .await
-            .unwrap_or(Err(FlushError::Timeout { timeout }))
+        self.client().flush_async(timeout, true).await
     }
 
     /// Closes the connection (every clone) and awaits the engine (see [`Connection::close`]).
     pub async fn close(&self) {
-        self.shared().close_async().await;
+        self.client().close_async().await;
     }
 
     /// Where the connection stands.
     pub fn status(&self) -> ConnectionStatus {
-        self.shared().status()
+        self.client().status()
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.status() == ConnectionStatus::Closed
     }
 
     /// The gateway currently (or last) connected to.
     pub fn gateway(&self) -> Option<GatewayInfo> {
-        self.shared().gateway().clone()
+        self.client().gateway()
+    }
+
+    /// The service this connection belongs to.
+    pub fn service(&self) -> &str {
+        self.client().params().service()
     }
 
     /// The connection's counters.
     pub fn stats(&self) -> ConnectionStats {
-        self.shared().stats()
+        self.client().stats()
+    }
+}
+
+impl Connection {
+    /// The async front end of this same connection.
+    pub fn to_async(&self) -> AsyncConnection {
+        AsyncConnection::from_handle(self.handle().clone())
     }
 }
 
 impl fmt::Debug for AsyncConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shared = self.shared();
+        let client = self.client();
         f.debug_struct("AsyncConnection")
-            .field("address", &shared.params.address)
-            .field("service", &shared.params.service)
-            .field("status", &shared.status())
+            .field("address", &client.params().address())
+            .field("service", &client.params().service())
+            .field("status", &client.status())
             .finish()
-    }
-}
-
-/// Forgets a reply waiter when the request future ends or is dropped (cancelled).
-struct CancelReply<'a> {
-    shared: &'a Shared,
-    number: Option<u64>,
-}
-
-impl Drop for CancelReply<'_> {
-    fn drop(&mut self) {
-        if let Some(number) = self.number.take() {
-            self.shared.requests.cancel_reply(number);
-        }
-    }
-}
-
-/// Forgets a PONG waiter when the flush future ends or is dropped.
-struct CancelPong<'a> {
-    shared: &'a Shared,
-    number: u64,
-}
-
-impl Drop for CancelPong<'_> {
-    fn drop(&mut self) {
-        self.shared.requests.cancel_pong(self.number);
     }
 }
 
 /// A subscription whose messages arrive as a [`Stream`]. Dropping it ends the subscription.
 #[must_use = "dropping an AsyncSubscription unsubscribes at once"]
 pub struct AsyncSubscription {
-    shared: Arc<Shared>,
-    entry: Arc<SubscriptionEntry>,
+    subscribed: Subscribed,
     receiver: UnboundedReceiver<Received>,
 }
 
@@ -289,27 +240,27 @@ impl AsyncSubscription {
 
     /// The subscription id.
     pub fn id(&self) -> u32 {
-        self.entry.id
+        self.subscribed.id()
     }
 
     /// The pattern subscribed to.
     pub fn pattern(&self) -> &str {
-        &self.entry.pattern
+        self.subscribed.pattern()
     }
 
     /// Messages waiting to be read: (messages, bytes).
     pub fn pending(&self) -> (usize, usize) {
-        self.entry.pending()
+        self.subscribed.pending()
     }
 
     /// Messages dropped because the subscription passed its pending limit.
     pub fn dropped(&self) -> u64 {
-        self.entry.dropped()
+        self.subscribed.dropped()
     }
 
     /// Ends the subscription; messages already received can still be read, then the stream ends.
     pub fn unsubscribe(&mut self) {
-        self.shared.unsubscribe(&self.entry);
+        self.subscribed.unsubscribe();
     }
 }
 
@@ -318,28 +269,19 @@ impl Stream for AsyncSubscription {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Received>> {
         let this = self.get_mut();
-        match this.receiver.poll_recv(cx) {
-            Poll::Ready(Some(received)) => {
-                this.entry.release(received.size());
-                this.entry.count_delivered();
-                Poll::Ready(Some(received))
-            }
-            other => other,
+        let polled = this.receiver.poll_recv(cx);
+        if let Poll::Ready(Some(received)) = &polled {
+            this.subscribed.taken(received);
         }
-    }
-}
-
-impl Drop for AsyncSubscription {
-    fn drop(&mut self) {
-        self.shared.unsubscribe(&self.entry);
+        polled
     }
 }
 
 impl fmt::Debug for AsyncSubscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncSubscription")
-            .field("id", &self.entry.id)
-            .field("pattern", &self.entry.pattern)
+            .field("id", &self.id())
+            .field("pattern", &self.pattern())
             .finish()
     }
 }

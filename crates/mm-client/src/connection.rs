@@ -2,23 +2,16 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mm_wire::Message;
-use mm_wire::handshake::Protocol;
 
-use crate::async_connection::AsyncConnection;
-use crate::dispatch::{Sink, SubscriptionEntry};
-use crate::engine::{self, Ready};
+use crate::client::{Client, Handle, Subscribed};
 use crate::error::{
     ConnectError, DispatchError, FlushError, PublishError, RequestError, SubscribeError,
 };
-use crate::outbound::Admission;
-use crate::params::{ConnectionParams, DispatchMode};
+use crate::params::ConnectionParams;
 use crate::received::Received;
-use crate::reply_wait::WaitFailed;
-use crate::requests::{Outcome, Waiter};
-use crate::shared::{Handle, Shared, publish_error};
 use crate::status::{ConnectionStats, ConnectionStatus, GatewayInfo};
 
 /// A connection to a Messaging Mesh gateway, with a blocking API that needs no async runtime.
@@ -54,36 +47,21 @@ pub struct Connection {
 impl Connection {
     /// Connects to the gateway and completes the handshake (waiting up to the connect timeout
     /// for its ACK). Starts the connection's engine thread, and its dispatch thread in
-    /// [`DispatchMode::Callbacks`].
+    /// [`DispatchMode::Callbacks`](crate::DispatchMode::Callbacks).
     pub fn connect(params: ConnectionParams) -> Result<Connection, ConnectError> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let shared = engine::start(params, Ready::Blocking(sender))?;
-        match receiver.recv() {
-            Ok(Ok(())) => Ok(Connection::from_shared(shared)),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(ConnectError::Thread(std::io::Error::other(
-                "the connection thread ended during connect",
-            ))),
-        }
-    }
-
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> Connection {
-        Connection {
-            handle: Arc::new(Handle { shared }),
-        }
+        Client::connect(params).map(|client| Connection::from_handle(Arc::new(Handle::new(client))))
     }
 
     pub(crate) fn from_handle(handle: Arc<Handle>) -> Connection {
         Connection { handle }
     }
 
-    fn shared(&self) -> &Arc<Shared> {
-        &self.handle.shared
+    pub(crate) fn handle(&self) -> &Arc<Handle> {
+        &self.handle
     }
 
-    /// The async front end of this same connection.
-    pub fn to_async(&self) -> AsyncConnection {
-        AsyncConnection::from_handle(self.handle.clone())
+    fn client(&self) -> &Client {
+        self.handle.client()
     }
 
     /// Publishes `message` on `subject`.
@@ -92,7 +70,7 @@ impl Connection {
     /// Waits only when the output is at its high-water mark. While the connection is
     /// reconnecting, publishes are buffered up to the reconnect bound and replayed.
     pub fn send(&self, subject: &str, message: &Message) -> Result<(), PublishError> {
-        self.shared().publish_blocking(subject, "", message)
+        self.client().publish(subject, "", message)
     }
 
     /// Publishes `message` on `subject` with a reply subject for the receivers to answer on.
@@ -102,24 +80,18 @@ impl Connection {
         reply_subject: &str,
         message: &Message,
     ) -> Result<(), PublishError> {
-        self.shared()
-            .publish_blocking(subject, reply_subject, message)
+        self.client().publish(subject, reply_subject, message)
     }
 
     /// Answers `request` by publishing `message` on its reply subject.
     pub fn send_reply(&self, request: &Received, message: &Message) -> Result<(), PublishError> {
-        let reply_subject =
-            request
-                .reply_subject()
-                .ok_or_else(|| PublishError::NoReplySubject {
-                    subject: request.subject().to_owned(),
-                })?;
-        self.shared().publish_blocking(reply_subject, "", message)
+        let reply_subject = Client::reply_subject_of(request)?;
+        self.client().publish(reply_subject, "", message)
     }
 
     /// Subscribes to `pattern` (wildcards allowed); `callback` runs for every message, on the
     /// library's dispatch thread or in [`process_message_queue`](Connection::process_message_queue)
-    /// depending on the [`DispatchMode`].
+    /// depending on the [`DispatchMode`](crate::DispatchMode).
     ///
     /// The subscription lasts until the returned [`Subscription`] is dropped or
     /// [`unsubscribe`](Subscription::unsubscribe)d, or the connection closes. It is renewed
@@ -134,14 +106,10 @@ impl Connection {
     where
         F: FnMut(&Received) + Send + 'static,
     {
-        let entry = self.shared().subscribe(
-            pattern,
-            Sink::Callback(std::sync::Mutex::new(Box::new(callback))),
-        )?;
-        Ok(Subscription {
-            shared: self.shared().clone(),
-            entry,
-        })
+        let subscribed = self
+            .client()
+            .subscribe_callback(pattern, Box::new(callback))?;
+        Ok(Subscription { subscribed })
     }
 
     /// Sends a request and waits up to `timeout` for the first reply.
@@ -152,81 +120,36 @@ impl Connection {
     /// [`RequestError::Disconnected`] when the connection is down or is lost meanwhile.
     ///
     /// The reply is handed over by the engine directly, so this works from any thread, inside a
-    /// subscription callback, and in queue mode without anyone processing the queue.
+    /// subscription callback, and in queue mode without anyone processing the queue. The calling
+    /// thread polls for the reply for a short bounded window before it sleeps (see
+    /// [`ConnectionParams::with_request_spin`]).
     pub fn send_request(
         &self,
         subject: &str,
         message: &Message,
         timeout: Duration,
     ) -> Result<Received, RequestError> {
-        let shared = self.shared();
-        shared.check_request(subject)?;
-        let start = Instant::now();
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let (number, reply_subject) = shared.requests.register_reply(Waiter::Blocking(sender));
-        if let Err(error) = shared.publish_blocking(subject, &reply_subject, message) {
-            shared.requests.cancel_reply(number);
-            return Err(error.into());
-        }
-        let cancel = || shared.requests.cancel_reply(number);
-        match shared.reply_wait.wait(&receiver, start, timeout, cancel) {
-            Ok(outcome) => request_outcome(outcome, subject),
-            Err(WaitFailed::Timeout) => Err(RequestError::Timeout {
-                subject: subject.to_owned(),
-                timeout,
-            }),
-            Err(WaitFailed::Closed) => Err(RequestError::Closed),
-        }
+        self.client().request(subject, message, timeout)
     }
 
     /// A new unique inbox subject, for the application's own subscriptions (replies that come in
     /// several parts, say). Unguessable; never matched by the connection's request inbox.
     pub fn create_inbox(&self) -> String {
-        self.shared().requests.create_inbox()
+        self.client().create_inbox()
     }
 
     /// Waits until the gateway has processed everything this connection sent before — its
     /// subscriptions included — or `timeout` passes (SPEC §7.5). On an MM/1 gateway this sends
     /// a message to the connection's own inbox and waits for it to come back.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.flush_inner(timeout, false)
+        self.client().flush(timeout, false)
     }
 
     /// Like [`flush`](Connection::flush), and also waits until every mesh link of the gateway
     /// has confirmed the interest changes this connection caused: after it, a publish anywhere in
     /// the mesh reaches this connection's subscriptions. Same as `flush` on an MM/1 gateway.
     pub fn flush_mesh(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.flush_inner(timeout, true)
-    }
-
-    fn flush_inner(&self, timeout: Duration, mesh: bool) -> Result<(), FlushError> {
-        let shared = self.shared();
-        let start = Instant::now();
-        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
-        let waiter = Waiter::Blocking(sender);
-        let cancel: Box<dyn Fn() + '_> = if shared.protocol() == Protocol::Mm1 {
-            let (number, inbox) = shared.requests.register_reply(waiter);
-            let pushed = shared.outbound.push_blocking(Admission::Publish, |out| {
-                mm_wire::encode_frame(out, &mm_wire::Header::send_message(&inbox), &Message::new())
-            });
-            if let Err(error) = pushed {
-                shared.requests.cancel_reply(number);
-                return Err(flush_push_error(shared, error));
-            }
-            Box::new(move || shared.requests.cancel_reply(number))
-        } else {
-            let number = shared.requests.register_pong(waiter);
-            if let Err(error) = shared.push_flush_ping(number, mesh) {
-                shared.requests.cancel_pong(number);
-                return Err(flush_push_error(shared, error));
-            }
-            Box::new(move || shared.requests.cancel_pong(number))
-        };
-        match shared.reply_wait.wait(&receiver, start, timeout, cancel) {
-            Ok(outcome) => flush_outcome(outcome),
-            Err(WaitFailed::Timeout) => Err(FlushError::Timeout { timeout }),
-            Err(WaitFailed::Closed) => Err(FlushError::Closed),
-        }
+        self.client().flush(timeout, true)
     }
 
     /// Queue mode: waits up to `timeout` for a message, then runs the callbacks of the messages
@@ -240,37 +163,30 @@ impl Connection {
         timeout: Duration,
         max: usize,
     ) -> Result<(usize, usize), DispatchError> {
-        let shared = self.shared();
-        if shared.params.dispatch_mode != DispatchMode::Queue {
-            return Err(DispatchError::NotQueueMode);
-        }
-        shared
-            .dispatch
-            .process(timeout, max, &|panicked| shared.on_panic(panicked))
-            .map_err(|()| DispatchError::Closed)
+        self.client().process_message_queue(timeout, max)
     }
 
     /// Makes a [`process_message_queue`](Connection::process_message_queue) that is waiting (or
     /// the next one) return at once.
     pub fn wake_up(&self) {
-        self.shared().dispatch.wake_up();
+        self.client().wake_up();
     }
 
     /// Messages waiting in the dispatch queue.
     pub fn queued_messages(&self) -> usize {
-        self.shared().dispatch.len()
+        self.client().queued_messages()
     }
 
     /// Closes the connection (every clone): writes queued output, sends DISCONNECT, fails
     /// requests in flight, ends subscriptions, and tells the hook `Closed`. Waits (up to 10 s) for
     /// the engine to finish. Closing twice is harmless.
     pub fn close(&self) {
-        self.shared().close_blocking();
+        self.client().close();
     }
 
     /// Where the connection stands.
     pub fn status(&self) -> ConnectionStatus {
-        self.shared().status()
+        self.client().status()
     }
 
     /// Whether the connection is closed.
@@ -280,66 +196,28 @@ impl Connection {
 
     /// The gateway currently (or last) connected to.
     pub fn gateway(&self) -> Option<GatewayInfo> {
-        self.shared().gateway().clone()
+        self.client().gateway()
     }
 
     /// The service this connection belongs to.
     pub fn service(&self) -> &str {
-        &self.shared().params.service
+        self.client().params().service()
     }
 
     /// The connection's counters.
     pub fn stats(&self) -> ConnectionStats {
-        self.shared().stats()
+        self.client().stats()
     }
 }
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shared = self.shared();
+        let client = self.client();
         f.debug_struct("Connection")
-            .field("address", &shared.params.address)
-            .field("service", &shared.params.service)
-            .field("status", &shared.status())
+            .field("address", &client.params().address())
+            .field("service", &client.params().service())
+            .field("status", &client.status())
             .finish()
-    }
-}
-
-/// Maps a request's outcome to its result.
-pub(crate) fn request_outcome(outcome: Outcome, subject: &str) -> Result<Received, RequestError> {
-    match outcome {
-        Outcome::Reply(received) => Ok(received),
-        Outcome::NoResponders => Err(RequestError::NoResponders {
-            subject: subject.to_owned(),
-        }),
-        Outcome::Undecodable(error) => Err(RequestError::UndecodableReply {
-            subject: subject.to_owned(),
-            error,
-        }),
-        Outcome::Disconnected => Err(RequestError::Disconnected),
-        Outcome::Closed | Outcome::Pong => Err(RequestError::Closed),
-    }
-}
-
-/// Maps a flush's outcome to its result.
-pub(crate) fn flush_outcome(outcome: Outcome) -> Result<(), FlushError> {
-    match outcome {
-        Outcome::Pong | Outcome::Reply(_) => Ok(()),
-        Outcome::Disconnected | Outcome::NoResponders | Outcome::Undecodable(_) => {
-            Err(FlushError::Disconnected)
-        }
-        Outcome::Closed => Err(FlushError::Closed),
-    }
-}
-
-/// A flush whose PING (or inbox message) could not be queued.
-pub(crate) fn flush_push_error(shared: &Shared, error: crate::outbound::PushError) -> FlushError {
-    match publish_error(error) {
-        PublishError::Closed if shared.status() != ConnectionStatus::Closed => {
-            FlushError::Disconnected
-        }
-        PublishError::ReconnectBufferFull { .. } => FlushError::Disconnected,
-        _ => FlushError::Closed,
     }
 }
 
@@ -347,19 +225,18 @@ pub(crate) fn flush_push_error(shared: &Shared, error: crate::outbound::PushErro
 /// it: no callback runs for it afterwards, and the gateway is told.
 #[must_use = "dropping a Subscription unsubscribes at once"]
 pub struct Subscription {
-    shared: Arc<Shared>,
-    entry: Arc<SubscriptionEntry>,
+    subscribed: Subscribed,
 }
 
 impl Subscription {
     /// The subscription id (as in [`Received::subscription_id`]).
     pub fn id(&self) -> u32 {
-        self.entry.id
+        self.subscribed.id()
     }
 
     /// The pattern subscribed to.
     pub fn pattern(&self) -> &str {
-        &self.entry.pattern
+        self.subscribed.pattern()
     }
 
     /// Ends the subscription (same as dropping it).
@@ -367,31 +244,25 @@ impl Subscription {
 
     /// Messages waiting for the callback: (messages, bytes).
     pub fn pending(&self) -> (usize, usize) {
-        self.entry.pending()
+        self.subscribed.pending()
     }
 
     /// Messages dropped because the subscription passed its pending limit.
     pub fn dropped(&self) -> u64 {
-        self.entry.dropped()
+        self.subscribed.dropped()
     }
 
     /// Messages handed to the callback.
     pub fn delivered(&self) -> u64 {
-        self.entry.delivered()
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.shared.unsubscribe(&self.entry);
+        self.subscribed.delivered()
     }
 }
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
-            .field("id", &self.entry.id)
-            .field("pattern", &self.entry.pattern)
+            .field("id", &self.id())
+            .field("pattern", &self.pattern())
             .finish()
     }
 }

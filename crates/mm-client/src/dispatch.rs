@@ -19,11 +19,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mm_wire::Frame;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::error::DispatchError;
 use crate::params::PendingLimits;
-use crate::received::Received;
+use crate::received::{FrameParts, Received};
 
 /// A subscription callback. `FnMut` so that callbacks can keep state; one subscription's
 /// callback never runs twice at once (it sits behind a mutex).
@@ -222,6 +222,15 @@ pub(crate) struct Run {
     pub(crate) bytes: usize,
 }
 
+/// One message of a [`DispatchBatch`]: where its frame is in the read's buffer, and where the
+/// frame's parts are (found by the engine's one header parse).
+#[derive(Clone, Copy)]
+struct QueuedFrame {
+    offset: u32,
+    length: u32,
+    parts: FrameParts,
+}
+
 /// Messages of one read for callback subscriptions, grouped in runs. Built by the engine
 /// without any lock — positions in the read's buffer, not frames — and handed over whole with
 /// one. Invariant: the runs' counts sum to `frames.len()`, and every position lies in `chunk`.
@@ -229,15 +238,22 @@ pub(crate) struct Run {
 pub(crate) struct DispatchBatch {
     /// The read's buffer, shared.
     chunk: Bytes,
-    /// (offset, length) of each message's frame in `chunk`, in arrival order.
-    frames: Vec<(u32, u32)>,
+    /// Each message's frame in `chunk`, in arrival order.
+    frames: Vec<QueuedFrame>,
     runs: Vec<Run>,
 }
 
 impl DispatchBatch {
-    /// Appends the frame at `offset..offset + length` of the read for `entry`, extending the last
-    /// run when it is the same subscription.
-    pub(crate) fn push(&mut self, entry: &Arc<SubscriptionEntry>, offset: usize, length: usize) {
+    /// Appends the frame at `offset..offset + length` of the read, whose parts are `parts`, for
+    /// `entry`, extending the last run when it is the same subscription.
+    #[inline]
+    pub(crate) fn push(
+        &mut self,
+        entry: &Arc<SubscriptionEntry>,
+        offset: usize,
+        length: usize,
+        parts: FrameParts,
+    ) {
         match self.runs.last_mut() {
             Some(run) if Arc::ptr_eq(&run.entry, entry) => {
                 run.count += 1;
@@ -250,7 +266,11 @@ impl DispatchBatch {
             }),
         }
         // Frames are at most 2 GiB and reads far smaller: positions fit in u32.
-        self.frames.push((offset as u32, length as u32));
+        self.frames.push(QueuedFrame {
+            offset: offset as u32,
+            length: length as u32,
+            parts,
+        });
     }
 
     /// Sets the read's buffer, once every frame of it is pushed.
@@ -272,14 +292,13 @@ impl DispatchBatch {
         }
     }
 
-    /// The message at `index`, built from the shared buffer (on the dispatching thread).
+    /// The message at `index`, built from the shared buffer (on the dispatching thread) without
+    /// parsing anything again.
     fn received(&self, index: usize) -> Option<Received> {
-        let (offset, length) = *self.frames.get(index)?;
-        let range = offset as usize..(offset + length) as usize;
-        // Cannot fail: the engine parsed these very bytes as a frame.
-        Frame::parse(self.chunk.slice(range))
-            .ok()
-            .map(Received::new)
+        let frame = self.frames.get(index)?;
+        let start = frame.offset as usize;
+        let bytes = self.chunk.slice(start..start + frame.length as usize);
+        Some(Received::new(bytes, frame.parts))
     }
 }
 
@@ -349,7 +368,7 @@ impl DispatchBatch {
                 let first = count - left;
                 let share: usize = self.frames[first..count]
                     .iter()
-                    .map(|&(_, length)| length as usize)
+                    .map(|frame| frame.length as usize)
                     .sum();
                 run.count -= left;
                 run.bytes -= share;
@@ -463,17 +482,17 @@ impl DispatchQueue {
     }
 
     /// Waits until messages are waiting and takes up to `max` of them (0 = all). `Ok(false)`
-    /// when `deadline` passed or `wake_up` was called first; `Err(())` when closed.
+    /// when `deadline` passed or `wake_up` was called first.
     fn wait_and_take(
         &self,
         deadline: Option<Instant>,
         max: usize,
         taken: &mut VecDeque<DispatchBatch>,
-    ) -> Result<bool, ()> {
+    ) -> Result<bool, DispatchError> {
         let mut state = self.lock();
         loop {
             if state.closed {
-                return Err(());
+                return Err(DispatchError::Closed);
             }
             if state.messages > 0 {
                 state.take(max, taken);
@@ -526,13 +545,13 @@ impl DispatchQueue {
 
     /// `process_message_queue`: waits up to `timeout` for a first message, then runs callbacks
     /// for the messages already waiting, up to `max` in all (0 = no limit). Returns
-    /// `Ok((processed, remaining))`, or `Err(())` if the queue is closed and nothing was done.
+    /// `Ok((processed, remaining))`; fails if the queue is closed and nothing was done.
     pub(crate) fn process(
         &self,
         timeout: Duration,
         max: usize,
         on_panic: &dyn Fn(Panicked),
-    ) -> Result<(usize, usize), ()> {
+    ) -> Result<(usize, usize), DispatchError> {
         let deadline = Instant::now().checked_add(timeout);
         let mut taken = VecDeque::new();
         if !self.wait_and_take(deadline, max, &mut taken)? {

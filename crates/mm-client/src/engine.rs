@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use mm_wire::handshake::{AckInfo, ConnectOptions, Protocol};
 use mm_wire::{
-    Action, DEFAULT_MAX_FRAME, Frame, FrameDecoder, Header, HeaderView, encode_control_frame,
-    encode_frame, encode_frame_with_body, frame_length,
+    Action, DEFAULT_MAX_FRAME, DecodeError, FrameDecoder, Header, HeaderView, Message,
+    encode_control_frame, encode_frame, encode_frame_with_body, frame_length,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -44,11 +44,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
 use crate::dispatch::{Admit, DispatchBatch, QueuedMessage, SubscriptionEntry};
-use crate::error::ConnectError;
+use crate::error::{ConnectError, InvalidUtf8};
 use crate::notification::Notification;
 use crate::outbound::LinkState;
-use crate::params::ConnectionParams;
-use crate::received::Received;
+use crate::params::{ConnectionParams, DispatchMode};
+use crate::received::{FrameParts, Received};
 use crate::requests::{INBOX_SUBSCRIPTION_ID, Outcome};
 use crate::shared::{Shared, log};
 use crate::status::{Counters, GatewayInfo};
@@ -91,7 +91,7 @@ impl Ready {
 /// Creates the shared state and starts the engine (and, in callback mode, the dispatch thread).
 /// The first connection's outcome is sent to `ready`.
 pub(crate) fn start(params: ConnectionParams, ready: Ready) -> Result<Arc<Shared>, ConnectError> {
-    let dispatch_thread = params.dispatch_mode == crate::DispatchMode::Callbacks;
+    let dispatch_thread = params.dispatch_mode == DispatchMode::Callbacks;
     let shared = Arc::new(Shared::new(params)?);
     let engine_shared = shared.clone();
     std::thread::Builder::new()
@@ -142,7 +142,33 @@ enum SessionEnd {
     /// Closed by the application: output written, DISCONNECT sent.
     Closed,
     /// The gateway was lost, for this reason.
-    Lost(String),
+    Lost(SessionLost),
+}
+
+/// Why a session with the gateway ended without the application closing it. Its text is the
+/// `reason` of [`Notification::Disconnected`].
+#[derive(Debug, thiserror::Error)]
+enum SessionLost {
+    /// The gateway closed the connection (EOF).
+    #[error("the gateway closed the connection")]
+    ClosedByGateway,
+    /// Reading the socket failed.
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    /// Writing the socket failed.
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+    /// The gateway sent bytes that are not a frame: the stream cannot be read any further.
+    #[error("the gateway sent a malformed frame: {0}")]
+    MalformedFrame(DecodeError),
+    /// Nothing arrived for twice the gateway's heartbeat interval (SPEC §7.3).
+    #[error("nothing received from the gateway for {silent:?} (its heartbeat is {heartbeat:?})")]
+    GatewaySilent {
+        /// How long nothing arrived.
+        silent: Duration,
+        /// The gateway's heartbeat interval.
+        heartbeat: Duration,
+    },
 }
 
 /// The engine's life: connect, run sessions, reconnect, finish.
@@ -173,9 +199,9 @@ async fn run(shared: &Arc<Shared>, ready: Ready) {
                 });
                 shared.requests.fail_all(|| Outcome::Disconnected);
                 log!(shared, Warn, "disconnected: {reason}");
-                shared
-                    .notifier
-                    .notify(Notification::Disconnected { reason });
+                shared.notifier.notify(Notification::Disconnected {
+                    reason: reason.to_string(),
+                });
                 if !reconnect {
                     break;
                 }
@@ -238,8 +264,7 @@ async fn handshake(params: &ConnectionParams) -> Result<Session, ConnectError> {
         action: Action::Connect,
     };
     let mut connect = Vec::new();
-    encode_frame(&mut connect, &header, &options.to_message())
-        .map_err(|error| io_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, error)))?;
+    encode_frame(&mut connect, &header, &options.to_message()).map_err(ConnectError::Encode)?;
     stream.write_all(&connect).await.map_err(io_error)?;
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
     let protocol_error = |error| ConnectError::Protocol {
@@ -431,7 +456,7 @@ async fn write_loop(
             let result = write_counted(shared, &mut writer, &spare).await;
             shared.outbound.write_finished();
             if let Err(error) = result {
-                return SessionEnd::Lost(format!("write failed: {error}"));
+                return SessionEnd::Lost(SessionLost::Write(error));
             }
             last_sent.set(Instant::now());
             spare.clear();
@@ -493,7 +518,7 @@ async fn heartbeat_loop(
     last_sent: &Cell<Instant>,
     own: Duration,
     gateway: Duration,
-) -> String {
+) -> SessionLost {
     let Some(shortest) = [own, gateway * 2]
         .into_iter()
         .filter(|interval| !interval.is_zero())
@@ -508,9 +533,10 @@ async fn heartbeat_loop(
         let now = Instant::now();
         let silent = now.duration_since(last_received.get());
         if !gateway.is_zero() && silent > gateway * 2 {
-            return format!(
-                "nothing received from the gateway for {silent:?} (its heartbeat is {gateway:?})"
-            );
+            return SessionLost::GatewaySilent {
+                silent,
+                heartbeat: gateway,
+            };
         }
         if !own.is_zero() && now.duration_since(last_sent.get()) >= own {
             let _ = shared
@@ -528,18 +554,20 @@ async fn heartbeat_loop(
 
 /// Reads and handles frames until the gateway goes away; returns why.
 ///
-/// Frames are handled in place in the read buffer. A message for a callback subscription — the
-/// bulk of the traffic — costs a header parse, a body validation and two integers recording
-/// where it is; the frame itself is built later by the dispatch thread, from the whole read
-/// handed over as one shared buffer, so that no per-message reference count is shared between
-/// the two threads. Everything else (replies, stream messages, control frames) is handled after
-/// the read's callback messages have been handed over, from frames cut out of that buffer.
+/// Each frame's header is parsed once, here, in the read buffer; what routing found (the
+/// [`FrameParts`]) travels with the frame, so that nothing parses it again. A message for a
+/// callback subscription — the bulk of the traffic — costs that parse, a body validation and a
+/// few integers recording where it is; the message itself is built later by the dispatch thread,
+/// from the whole read handed over as one shared buffer, so that no per-message reference count
+/// is shared between the two threads. Everything else (replies, stream messages, control frames)
+/// is handled after the read's callback messages have been handed over, from slices of that
+/// buffer.
 async fn read_loop(
     shared: &Shared,
     mut reader: OwnedReadHalf,
     mut decoder: FrameDecoder,
     last_received: &Cell<Instant>,
-) -> String {
+) -> SessionLost {
     let mut batch = Batch::default();
     let max_frame = decoder.max_frame();
     let mut buffer = std::mem::take(decoder.buffer_mut());
@@ -552,14 +580,12 @@ async fn read_loop(
                     let frame = &rest[..length];
                     match HeaderView::parse(frame) {
                         Ok(header) => batch.handle_in_place(shared, offset, frame, &header),
-                        Err(error) => {
-                            return format!("the gateway sent a malformed frame: {error}");
-                        }
+                        Err(error) => return SessionLost::MalformedFrame(error),
                     }
                     offset += length;
                 }
                 Ok(None) => break,
-                Err(error) => return format!("the gateway sent a malformed frame: {error}"),
+                Err(error) => return SessionLost::MalformedFrame(error),
             }
         }
         if offset > 0 {
@@ -576,15 +602,24 @@ async fn read_loop(
             buffer.reserve(wanted);
         }
         match reader.read_buf(&mut buffer).await {
-            Ok(0) => return "the gateway closed the connection".to_owned(),
+            Ok(0) => return SessionLost::ClosedByGateway,
             Ok(read) => {
                 Counters::add(&shared.counters.read_calls, 1);
                 Counters::add(&shared.counters.bytes_in, read as u64);
                 last_received.set(Instant::now());
             }
-            Err(error) => return format!("read failed: {error}"),
+            Err(error) => return SessionLost::Read(error),
         }
     }
+}
+
+/// A frame of the read handled after the callback messages were handed over.
+struct Deferred {
+    /// Where it is in the read's buffer.
+    offset: usize,
+    length: usize,
+    /// Its header, as found by the one parse.
+    parts: FrameParts,
 }
 
 /// The frames of one read, delivered together: one dispatch-queue lock per read, not per
@@ -593,8 +628,8 @@ async fn read_loop(
 struct Batch {
     /// For callbacks, through the dispatch queue: positions in the read's buffer.
     queued: DispatchBatch,
-    /// Frames handled once the read's buffer is shared: (offset, length).
-    deferred: Vec<(usize, usize)>,
+    /// Frames handled once the read's buffer is shared.
+    deferred: Vec<Deferred>,
     /// For async streams.
     streamed: Vec<QueuedMessage>,
     /// The last subscription looked up (consecutive messages are often for the same one).
@@ -616,27 +651,33 @@ impl Batch {
         header: &HeaderView<'_>,
     ) {
         self.frames += 1;
+        let parts = FrameParts::of(frame, header);
         if header.action() == Some(Action::SendMessage)
             && header.subscription_id != INBOX_SUBSCRIPTION_ID
             && self.select(shared, header.subscription_id)
             && self.last.as_ref().is_some_and(|entry| entry.is_callback())
         {
-            self.queue_for_callback(shared, offset, frame, header);
+            self.queue_for_callback(shared, offset, frame, header, parts);
         } else {
-            self.deferred.push((offset, frame.len()));
+            self.deferred.push(Deferred {
+                offset,
+                length: frame.len(),
+                parts,
+            });
         }
     }
 
     /// A message for the callback subscription in `last`: admitted against its pending limit,
-    /// validated, and recorded by position.
+    /// checked (subjects UTF-8, body decodes), and recorded by position.
     fn queue_for_callback(
         &mut self,
         shared: &Shared,
         offset: usize,
         frame: &[u8],
         header: &HeaderView<'_>,
+        parts: FrameParts,
     ) {
-        let subject_ok = self.subjects_are_utf8(header.subject, header.reply_subject);
+        let utf8 = self.subjects_are_utf8(header.subject, header.reply_subject);
         let Some(entry) = &self.last else {
             return;
         };
@@ -648,38 +689,36 @@ impl Batch {
             report_dropped(shared, entry, report, dropped);
             return;
         }
+        if !utf8 {
+            let error = invalid_utf8(header.subject, header.reply_subject);
+            report_invalid_utf8(shared, header.subscription_id, error);
+            return;
+        }
         match header.validate_body(frame) {
-            Ok(()) if subject_ok => self.queued.push(entry, offset, size),
-            Ok(()) => report_undecodable_bytes(
-                shared,
-                frame,
-                mm_wire::DecodeError::Truncated {
-                    what: "UTF-8 subject",
-                    offset: 8,
-                },
-            ),
-            Err(error) => report_undecodable_bytes(shared, frame, error),
+            Ok(()) => self.queued.push(entry, offset, size, parts),
+            Err(error) => report_undecodable(shared, header, error),
         }
     }
 
     /// Handles one frame from the gateway that was not handled in place.
-    fn handle(&mut self, shared: &Shared, frame: Frame) {
-        match frame.action() {
-            Some(Action::SendMessage) => self.on_message(shared, frame),
+    fn handle(&mut self, shared: &Shared, frame: Bytes, parts: FrameParts) {
+        match parts.action(&frame) {
+            Some(Action::SendMessage) => self.on_message(shared, frame, parts),
             Some(Action::Ping) => {
-                let body = frame.body();
+                let body = parts.body(&frame);
                 let _ = shared.outbound.push_control(|out| {
                     encode_frame_with_body(out, &Header::new(Action::Pong), &body)
                 });
             }
             Some(Action::Pong) => {
-                if let Some(number) = frame.message().ok().and_then(|body| body.try_u64("k")) {
+                let body = Message::decode(&parts.body(&frame));
+                if let Some(number) = body.ok().and_then(|body| body.try_u64("k")) {
                     shared.requests.complete_pong(number);
                 }
             }
-            Some(Action::Error) => on_error(shared, &frame),
+            Some(Action::Error) => on_error(shared, &frame, parts),
             Some(Action::NoResponders) => {
-                if let Some(number) = shared.requests.reply_number(frame.subject()) {
+                if let Some(number) = shared.requests.reply_number(parts.subject(&frame)) {
                     shared
                         .requests
                         .complete_reply(number, Outcome::NoResponders);
@@ -690,35 +729,19 @@ impl Batch {
                     shared,
                     Debug,
                     "ignored a frame with action {}",
-                    other.map_or_else(|| frame.header().action_byte.to_string(), |a| a.to_string())
+                    other.map_or_else(|| parts.action_byte(&frame).to_string(), |a| a.to_string())
                 );
             }
         }
     }
 
     /// A message not handled in place: a request's reply, or one for an async stream.
-    fn on_message(&mut self, shared: &Shared, frame: Frame) {
-        let subscription_id = frame.subscription_id();
-        let subject_ok = self.subjects_are_utf8(frame.subject(), frame.reply_subject());
+    fn on_message(&mut self, shared: &Shared, frame: Bytes, parts: FrameParts) {
+        let header = parts.header(&frame);
+        let subscription_id = header.subscription_id;
+        let utf8 = self.check_utf8(header.subject, header.reply_subject);
         if subscription_id == INBOX_SUBSCRIPTION_ID {
-            let Some(number) = shared.requests.reply_number(frame.subject()) else {
-                return;
-            };
-            let outcome = match frame.message() {
-                Ok(message) if subject_ok => Outcome::Reply(Received::with_message(frame, message)),
-                Ok(_) => return,
-                Err(error) => {
-                    report_undecodable(shared, &frame, error);
-                    Outcome::Undecodable(error)
-                }
-            };
-            if !shared.requests.complete_reply(number, outcome) {
-                log!(
-                    shared,
-                    Debug,
-                    "dropped a reply nobody waits for (number {number})"
-                );
-            }
+            Self::on_reply(shared, frame, parts, utf8);
             return;
         }
         if !self.select(shared, subscription_id) {
@@ -735,39 +758,81 @@ impl Batch {
             report_dropped(shared, entry, report, dropped);
             return;
         }
-        match frame.validate_message() {
-            Ok(()) if subject_ok => {
+        match utf8.map(|()| header.validate_body(&frame)) {
+            Ok(Ok(())) => {
                 entry.add_pending(1, size);
-                self.streamed.push((entry.clone(), Received::new(frame)));
+                self.streamed
+                    .push((entry.clone(), Received::new(frame, parts)));
             }
-            Ok(()) => report_undecodable(
+            Ok(Err(error)) => report_undecodable(shared, &header, error),
+            Err(error) => report_invalid_utf8(shared, subscription_id, error),
+        }
+    }
+
+    /// A message on the request inbox: completes the request it answers.
+    fn on_reply(shared: &Shared, frame: Bytes, parts: FrameParts, utf8: Result<(), InvalidUtf8>) {
+        let header = parts.header(&frame);
+        let Some(number) = shared.requests.reply_number(header.subject) else {
+            match utf8 {
+                Err(error) => report_invalid_utf8(shared, header.subscription_id, error),
+                Ok(()) => log!(
+                    shared,
+                    Debug,
+                    "dropped an inbox message that answers no request"
+                ),
+            }
+            return;
+        };
+        let outcome = match utf8 {
+            Err(error) => {
+                report_invalid_utf8(shared, header.subscription_id, error.clone());
+                Outcome::InvalidUtf8(error)
+            }
+            Ok(()) => match Message::decode(&parts.body(&frame)) {
+                Ok(message) => Outcome::Reply(Received::with_message(frame, parts, message)),
+                Err(error) => {
+                    // The same error, with its offset counted from the start of the frame.
+                    let error = header.validate_body(&frame).err().unwrap_or(error);
+                    report_undecodable(shared, &header, error);
+                    Outcome::Undecodable(error)
+                }
+            },
+        };
+        if !shared.requests.complete_reply(number, outcome) {
+            log!(
                 shared,
-                &frame,
-                mm_wire::DecodeError::Truncated {
-                    what: "UTF-8 subject",
-                    offset: 8,
-                },
-            ),
-            Err(error) => report_undecodable(shared, &frame, error),
+                Debug,
+                "dropped a reply nobody waits for (number {number})"
+            );
+        }
+    }
+
+    /// Checks that a frame's subject and reply subject are UTF-8.
+    #[inline]
+    fn check_utf8(&mut self, subject: &[u8], reply: &[u8]) -> Result<(), InvalidUtf8> {
+        if self.subjects_are_utf8(subject, reply) {
+            Ok(())
+        } else {
+            Err(invalid_utf8(subject, reply))
         }
     }
 
     /// Whether a frame's subject and reply subject are UTF-8. Consecutive messages usually
     /// share a subject: the last one found valid is remembered and compared first.
+    #[inline]
     fn subjects_are_utf8(&mut self, subject: &[u8], reply: &[u8]) -> bool {
-        let subject_ok = if self.last_valid_subject.as_slice() == subject {
-            true
-        } else if std::str::from_utf8(subject).is_ok() {
+        if self.last_valid_subject.as_slice() != subject {
+            if std::str::from_utf8(subject).is_err() {
+                return false;
+            }
             self.last_valid_subject.clear();
             self.last_valid_subject.extend_from_slice(subject);
-            true
-        } else {
-            false
-        };
-        subject_ok && (reply.is_empty() || std::str::from_utf8(reply).is_ok())
+        }
+        reply.is_empty() || std::str::from_utf8(reply).is_ok()
     }
 
     /// Makes `last` the live subscription with this id; false if there is none.
+    #[inline]
     fn select(&mut self, shared: &Shared, id: u32) -> bool {
         if let Some(last) = &self.last {
             if last.id == id && last.is_active() {
@@ -788,15 +853,12 @@ impl Batch {
             self.queued.set_chunk(chunk.clone());
             shared.dispatch.push_batch(&mut self.queued);
         }
-        let deferred = std::mem::take(&mut self.deferred);
-        for &(offset, length) in &deferred {
-            // Cannot fail: the same bytes parsed as a frame in `read_loop`.
-            if let Ok(frame) = Frame::parse(chunk.slice(offset..offset + length)) {
-                self.handle(shared, frame);
-            }
+        let mut deferred = std::mem::take(&mut self.deferred);
+        for frame in deferred.drain(..) {
+            let bytes = chunk.slice(frame.offset..frame.offset + frame.length);
+            self.handle(shared, bytes, frame.parts);
         }
         self.deferred = deferred;
-        self.deferred.clear();
         for (entry, received) in self.streamed.drain(..) {
             entry.send_to_stream(received);
         }
@@ -806,6 +868,7 @@ impl Batch {
 }
 
 /// The first drop of an overflow: logged and handed to the hook (later ones are only counted).
+#[cold]
 fn report_dropped(shared: &Shared, entry: &SubscriptionEntry, report: bool, dropped: u64) {
     Counters::add(&shared.counters.messages_dropped, 1);
     if !report {
@@ -828,37 +891,47 @@ fn report_dropped(shared: &Shared, entry: &SubscriptionEntry, report: bool, drop
     });
 }
 
-/// [`report_undecodable`] for a frame still in the read buffer.
-fn report_undecodable_bytes(shared: &Shared, frame: &[u8], error: mm_wire::DecodeError) {
-    if let Ok(frame) = Frame::parse(Bytes::copy_from_slice(frame)) {
-        report_undecodable(shared, &frame, error);
-    }
-}
-
 /// An ERROR from the gateway: logged and handed to the hook.
-fn on_error(shared: &Shared, frame: &Frame) {
-    let body = frame.message().unwrap_or_default();
+fn on_error(shared: &Shared, frame: &Bytes, parts: FrameParts) {
+    let body = Message::decode(&parts.body(frame)).unwrap_or_default();
     let code = body.try_string("code").unwrap_or_default().to_owned();
     let text = body.try_string("text").unwrap_or_default().to_owned();
-    let subject = String::from_utf8_lossy(frame.subject()).into_owned();
+    let subject = String::from_utf8_lossy(parts.subject(frame)).into_owned();
+    let subscription_id = parts.subscription_id(frame);
     log!(
         shared,
         Warn,
-        "gateway error {code}: {text} (subject `{subject}`, subscription {})",
-        frame.subscription_id()
+        "gateway error {code}: {text} (subject `{subject}`, subscription {subscription_id})"
     );
     shared.notifier.notify(Notification::GatewayError {
         code,
         text,
         subject,
-        subscription_id: frame.subscription_id(),
+        subscription_id,
     });
 }
 
+/// Which of a frame's subjects is not UTF-8 (one of them is not).
+#[cold]
+fn invalid_utf8(subject: &[u8], reply: &[u8]) -> InvalidUtf8 {
+    match InvalidUtf8::check_subject(subject) {
+        Err(error) => error,
+        Ok(()) => {
+            InvalidUtf8::check_reply_subject(reply)
+                .err()
+                .unwrap_or(InvalidUtf8::ReplySubject {
+                    lossy: String::from_utf8_lossy(reply).into_owned(),
+                    valid_up_to: reply.len(),
+                })
+        }
+    }
+}
+
 /// A delivered message whose body does not decode: counted, logged, handed to the hook.
-fn report_undecodable(shared: &Shared, frame: &Frame, error: mm_wire::DecodeError) {
+#[cold]
+fn report_undecodable(shared: &Shared, header: &HeaderView<'_>, error: DecodeError) {
     Counters::add(&shared.counters.undecodable_messages, 1);
-    let subject = String::from_utf8_lossy(frame.subject()).into_owned();
+    let subject = String::from_utf8_lossy(header.subject).into_owned();
     log!(
         shared,
         Warn,
@@ -866,7 +939,23 @@ fn report_undecodable(shared: &Shared, frame: &Frame, error: mm_wire::DecodeErro
     );
     shared.notifier.notify(Notification::UndecodableMessage {
         subject,
-        subscription_id: frame.subscription_id(),
+        subscription_id: header.subscription_id,
+        error,
+    });
+}
+
+/// A delivered message whose subject or reply subject is not UTF-8: counted (as undecodable),
+/// logged, handed to the hook.
+#[cold]
+fn report_invalid_utf8(shared: &Shared, subscription_id: u32, error: InvalidUtf8) {
+    Counters::add(&shared.counters.undecodable_messages, 1);
+    log!(
+        shared,
+        Warn,
+        "dropped a message for subscription {subscription_id}: {error}"
+    );
+    shared.notifier.notify(Notification::InvalidUtf8 {
+        subscription_id,
         error,
     });
 }

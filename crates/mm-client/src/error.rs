@@ -1,8 +1,8 @@
 //! Errors, one type per operation, so that callers match on what can actually go wrong there:
 //! [`ConnectError`], [`PublishError`], [`SubscribeError`], [`RequestError`] (with distinct
 //! [`RequestError::Timeout`] and [`RequestError::NoResponders`]), [`FlushError`] and
-//! [`DispatchError`]. Every enum is `#[non_exhaustive]`: new failure modes are not breaking
-//! changes.
+//! [`DispatchError`]; and [`InvalidUtf8`] for a received frame whose subject or reply subject is
+//! not text. Every enum is `#[non_exhaustive]`: new failure modes are not breaking changes.
 //!
 //! Each message is complete on its own (it includes the underlying error's text), so no error
 //! here also returns that underlying error as its `source`: printing the chain never repeats
@@ -68,6 +68,53 @@ impl fmt::Display for InvalidSubject {
 /// not repeated as a `source`.
 impl std::error::Error for InvalidSubject {}
 
+/// A subject in a received frame that is not UTF-8 text (SPEC §6.1: header strings that are not
+/// UTF-8 make the subject invalid). Such a message is dropped and reported through the
+/// notification hook ([`Notification::InvalidUtf8`](crate::Notification::InvalidUtf8)); a
+/// request's reply of that kind fails the request ([`RequestError::InvalidUtf8Reply`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidUtf8 {
+    /// The subject.
+    #[error("the subject `{lossy}` is not valid UTF-8 (from byte {valid_up_to})")]
+    Subject {
+        /// The subject, invalid sequences replaced by U+FFFD.
+        lossy: String,
+        /// How many of its bytes are valid UTF-8.
+        valid_up_to: usize,
+    },
+    /// The reply subject.
+    #[error("the reply subject `{lossy}` is not valid UTF-8 (from byte {valid_up_to})")]
+    ReplySubject {
+        /// The reply subject, invalid sequences replaced by U+FFFD.
+        lossy: String,
+        /// How many of its bytes are valid UTF-8.
+        valid_up_to: usize,
+    },
+}
+
+impl InvalidUtf8 {
+    /// `Err` naming `bytes` as the subject when they are not UTF-8.
+    pub(crate) fn check_subject(bytes: &[u8]) -> Result<(), InvalidUtf8> {
+        std::str::from_utf8(bytes)
+            .map(|_| ())
+            .map_err(|error| InvalidUtf8::Subject {
+                lossy: String::from_utf8_lossy(bytes).into_owned(),
+                valid_up_to: error.valid_up_to(),
+            })
+    }
+
+    /// `Err` naming `bytes` as the reply subject when they are not UTF-8.
+    pub(crate) fn check_reply_subject(bytes: &[u8]) -> Result<(), InvalidUtf8> {
+        std::str::from_utf8(bytes)
+            .map(|_| ())
+            .map_err(|error| InvalidUtf8::ReplySubject {
+                lossy: String::from_utf8_lossy(bytes).into_owned(),
+                valid_up_to: error.valid_up_to(),
+            })
+    }
+}
+
 /// [`Connection::connect`](crate::Connection::connect) failed: no connection was opened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -121,12 +168,22 @@ pub enum ConnectError {
         /// What was wrong.
         error: DecodeError,
     },
+    /// The CONNECT frame cannot be encoded (its options do not fit the wire format).
+    #[error("the CONNECT frame cannot be encoded: {0}")]
+    Encode(EncodeError),
     /// The operating system's secure random source failed (the request inbox needs it).
+    #[deprecated(note = "never returned; the library returns `ConnectError::SecureRandom`")]
     #[error("no secure random source for the request inbox: {0}")]
     NoSecureRandom(String),
+    /// The operating system's secure random source failed (the request inbox needs it).
+    #[error("no secure random source for the request inbox: {0}")]
+    SecureRandom(std::io::Error),
     /// The connection's engine thread could not be started.
     #[error("cannot start the connection thread: {0}")]
     Thread(std::io::Error),
+    /// The connection's engine thread ended before the handshake did (it panicked).
+    #[error("the connection thread ended during connect")]
+    EngineEnded,
 }
 
 /// A publish ([`Connection::send`](crate::Connection::send) and friends) failed: nothing was
@@ -220,6 +277,14 @@ pub enum RequestError {
         subject: String,
         /// What was wrong.
         error: DecodeError,
+    },
+    /// The reply arrived but its reply subject is not UTF-8.
+    #[error("the reply to `{subject}` is malformed: {error}")]
+    InvalidUtf8Reply {
+        /// The request's subject.
+        subject: String,
+        /// What was wrong.
+        error: InvalidUtf8,
     },
     /// The connection is closed.
     #[error("the connection is closed")]

@@ -6,8 +6,8 @@
 //! Hold one connection to a gateway — handshake, coalesced writing, reading and routing,
 //! heartbeats, reconnection — and give applications two front ends over it: a blocking,
 //! RV-style API ([`Connection`]) that needs no async runtime, and an async API
-//! ([`AsyncConnection`]) for tokio users. Both have the same semantics because they are thin
-//! layers over the same engine.
+//! ([`AsyncConnection`]) for tokio users. Both have the same operations, names and semantics
+//! because each is a thin adapter over the same engine API.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -23,6 +23,15 @@
 //! # }
 //! ```
 //!
+//! # Two front ends, one set of names
+//!
+//! [`Connection`] and [`AsyncConnection`] name every operation alike, after Rendezvous: `send`,
+//! `send_with_reply`, `send_reply`, `subscribe`, `send_request`, `create_inbox`, `flush`,
+//! `flush_mesh`, `close`. On the async side they are `async fn`s (`subscribe` included) and a
+//! subscription is a [`Stream`](futures_core::Stream) rather than a callback. The async front
+//! end's earlier names — `publish`, `publish_with_reply`, `reply`, `request` — remain as
+//! `#[deprecated]` aliases of the new ones.
+//!
 //! # Main design decision: publishers write into a shared buffer
 //!
 //! Each connection has one engine thread, running a private current-thread tokio runtime, that
@@ -37,17 +46,29 @@
 //! channel to the task that owns the socket. That costs a channel operation and often a wake-up
 //! per message, and ties the blocking API to a runtime.
 //!
-//! On the read side the engine validates each delivered message without building it and routes it
-//! by subscription id; callback messages cross to the dispatch thread a whole read at a time and
-//! are decoded only when the callback asks (strings and blobs are slices of the received buffer).
 //! When the socket has been quiet, a publishing thread writes its frame itself rather than waking
-//! the engine: a request and its reply each save a thread hand-off. Request replies complete their
-//! waiter directly from the engine — never through the dispatch queue — so a blocking
-//! [`Connection::send_request`] works even from inside a subscription callback; the waiting thread
-//! polls for its reply for a short bounded window before it sleeps, because waking a sleeping
+//! the engine: a request and its reply each save a thread hand-off. Whoever writes holds the
+//! socket alone, and what the kernel does not take of such a direct write is kept apart from
+//! the queued frames as the *unfinished head*, written before them and never replayed: the output
+//! buffer always starts on a frame boundary, so the replay after a reconnect never reads from the
+//! middle of a frame. The invariants, as inequalities and statements, are written next to the
+//! buffer (`outbound.rs`).
+//!
+//! On the read side the engine parses each frame's header once, in its read buffer, and routes
+//! it by subscription id; where the header's parts lie travels with the message from there on,
+//! so nothing downstream parses it again. Callback messages cross to the dispatch thread a whole
+//! read at a time (one shared buffer plus positions) and are decoded only when the callback asks
+//! (strings and blobs are slices of the received buffer). A frame whose subject or reply subject
+//! is not UTF-8, or whose body does not decode, is dropped and reported through the notification
+//! hook.
+//!
+//! Requests and flushes of both front ends wait on one completion type: the engine completes it
+//! directly when the reply (or PONG) arrives — never through the dispatch queue — so a blocking
+//! [`Connection::send_request`] works even from inside a subscription callback. A blocking caller
+//! polls the completion for a short bounded window before it sleeps, because waking a sleeping
 //! thread costs about as much as a round trip on one host (see
-//! [`ConnectionParams::with_request_spin`]). Everything else
-//! goes to the subscription's callback (on a library dispatch thread, or in
+//! [`ConnectionParams::with_request_spin`]); an async caller awaits it as a future. Everything
+//! else goes to the subscription's callback (on a library dispatch thread, or in
 //! [`Connection::process_message_queue`]) or its [`AsyncSubscription`] stream, bounded by
 //! per-subscription [`PendingLimits`]; the engine never waits for the application.
 //!
@@ -60,14 +81,26 @@
 //!   told besides messages.
 //! * [`Received`] — a delivered message.
 //! * Errors: [`ConnectError`], [`PublishError`], [`SubscribeError`], [`RequestError`],
-//!   [`FlushError`], [`DispatchError`], [`InvalidSubject`].
+//!   [`FlushError`], [`DispatchError`], [`InvalidSubject`], [`InvalidUtf8`].
 //! * [`ConnectionStats`], [`ConnectionStatus`], [`GatewayInfo`] — what a connection knows.
-//! * Internals: `engine.rs` (the socket, sessions, reconnect), `outbound.rs` (the shared output
-//!   buffer), `dispatch.rs` (subscriptions, pending limits, the dispatch queue), `requests.rs`
-//!   (the muxed inbox and flush waiters), `reply_wait.rs` (how a blocking caller waits for its
-//!   answer: spin, then sleep), `shared.rs` (the state both front ends use).
+//! * Internals, each front end's method being one call into the first:
+//!   * `client.rs` — the operations both front ends adapt (connect, publish, subscribe,
+//!     request, flush, queue processing, close), blocking and async;
+//!   * `engine.rs` — the engine thread: handshake, read/write/heartbeat loops, sessions,
+//!     reconnect, and why a session ended;
+//!   * `outbound.rs` — the output buffer: coalescing, direct writes, the unfinished head, flow
+//!     control, replay, and its invariants;
+//!   * `dispatch.rs` — subscriptions, pending limits, the dispatch queue;
+//!   * `requests.rs` — the muxed request inbox and flush waiters;
+//!   * `completion.rs` — the one-shot answer a request or flush waits on, blocking or async;
+//!   * `spin.rs` — how long a blocking waiter polls before it sleeps;
+//!   * `shared.rs` — the state the engine, the dispatch thread and `client.rs` share;
+//!   * `received.rs` — [`Received`] and where a received frame's parts lie;
+//!   * `notification.rs`, `params.rs`, `status.rs`, `error.rs` — the public types above.
 
 mod async_connection;
+mod client;
+mod completion;
 mod connection;
 mod dispatch;
 mod engine;
@@ -76,16 +109,16 @@ mod notification;
 mod outbound;
 mod params;
 mod received;
-mod reply_wait;
 mod requests;
 mod shared;
+mod spin;
 mod status;
 
 pub use async_connection::{AsyncConnection, AsyncSubscription};
 pub use connection::{Connection, Subscription};
 pub use error::{
-    ConnectError, DispatchError, FlushError, InvalidSubject, PublishError, RequestError,
-    SubscribeError,
+    ConnectError, DispatchError, FlushError, InvalidSubject, InvalidUtf8, PublishError,
+    RequestError, SubscribeError,
 };
 pub use notification::{LogLevel, Logger, Notification, NotificationHook};
 pub use params::{

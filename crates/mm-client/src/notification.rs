@@ -15,6 +15,8 @@ use std::time::Duration;
 use mm_wire::DecodeError;
 use mm_wire::handshake::Protocol;
 
+use crate::error::InvalidUtf8;
+
 /// The notification hook: told about every [`Notification`] of a connection. Set with
 /// [`ConnectionParams::with_notification_hook`](crate::ConnectionParams::with_notification_hook).
 pub type NotificationHook = Arc<dyn Fn(&Notification) + Send + Sync>;
@@ -102,6 +104,14 @@ pub enum Notification {
         /// What was wrong.
         error: DecodeError,
     },
+    /// A delivered message's subject or reply subject is not UTF-8; it was dropped (a request's
+    /// reply of that kind also fails its request) and the connection carries on.
+    InvalidUtf8 {
+        /// The subscription it was delivered to.
+        subscription_id: u32,
+        /// Which subject, and what it holds.
+        error: InvalidUtf8,
+    },
     /// A subscription callback panicked; dispatch went on with the next message.
     CallbackPanicked {
         /// The subscription.
@@ -165,6 +175,13 @@ impl fmt::Display for Notification {
             } => write!(
                 f,
                 "dropped an undecodable message on `{subject}` (subscription {subscription_id}): {error}"
+            ),
+            Notification::InvalidUtf8 {
+                subscription_id,
+                error,
+            } => write!(
+                f,
+                "dropped a message for subscription {subscription_id}: {error}"
             ),
             Notification::CallbackPanicked {
                 subscription_id,

@@ -7,19 +7,19 @@
 //! request blocked inside a callback, or in queue mode with nobody draining the queue, still
 //! gets its reply.
 //!
-//! Waiters come in two shapes, because the blocking API needs a timed wait without a runtime
-//! (`std::sync::mpsc`) and the async API needs a future (`tokio::sync::oneshot`).
+//! Every waiter is a [`Completer`]: the same one-shot answer serves a blocking caller and an
+//! async task (see [`crate::completion`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use mm_wire::DecodeError;
 use rand::RngCore;
 use rand::rngs::OsRng;
-use tokio::sync::oneshot;
 
+use crate::completion::{self, Completer, Completion};
+use crate::error::InvalidUtf8;
 use crate::received::Received;
 
 /// Length of the random inbox token: 22 base62 characters carry more than 128 bits.
@@ -61,32 +61,12 @@ pub(crate) enum Outcome {
     NoResponders,
     /// The reply's body did not decode.
     Undecodable(DecodeError),
+    /// The reply's reply subject is not UTF-8.
+    InvalidUtf8(InvalidUtf8),
     /// The connection was lost.
     Disconnected,
     /// The connection was closed.
     Closed,
-}
-
-/// Where the engine sends an outcome.
-pub(crate) enum Waiter {
-    /// A blocking caller in `recv_timeout`.
-    Blocking(SyncSender<Outcome>),
-    /// An async caller awaiting a oneshot.
-    Async(oneshot::Sender<Outcome>),
-}
-
-impl Waiter {
-    fn complete(self, outcome: Outcome) {
-        // The caller may have given up (timeout): nobody to tell then.
-        match self {
-            Waiter::Blocking(sender) => {
-                let _ = sender.try_send(outcome);
-            }
-            Waiter::Async(sender) => {
-                let _ = sender.send(outcome);
-            }
-        }
-    }
 }
 
 /// The connection's inbox and its waiters.
@@ -99,9 +79,9 @@ pub(crate) struct Requests {
     /// Numbers for reply subjects, flush PINGs and created inboxes.
     next: AtomicU64,
     /// Requests (and MM/1 flushes) waiting for a message on their reply subject.
-    replies: Mutex<HashMap<u64, Waiter>>,
+    replies: Mutex<HashMap<u64, Completer<Outcome>>>,
     /// MM/2 flushes waiting for their PONG.
-    pongs: Mutex<HashMap<u64, Waiter>>,
+    pongs: Mutex<HashMap<u64, Completer<Outcome>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,28 +116,34 @@ impl Requests {
         format!("{}_{}", self.inbox_base, self.next_number())
     }
 
-    /// Registers a reply waiter; returns its reply subject's number and the subject.
-    pub(crate) fn register_reply(&self, waiter: Waiter) -> (u64, String) {
+    /// Registers a reply waiter; returns its reply subject's number, the subject, and the
+    /// completion to wait on.
+    pub(crate) fn register_reply(&self) -> (u64, String, Completion<Outcome>) {
         let number = self.next_number();
-        lock(&self.replies).insert(number, waiter);
-        (number, format!("{}{number}", self.prefix))
+        let (completer, completion) = completion::channel();
+        lock(&self.replies).insert(number, completer);
+        (number, format!("{}{number}", self.prefix), completion)
     }
 
-    /// Forgets a reply waiter (timed out, or its request could not be sent).
+    /// Forgets a reply waiter (answered, timed out, or its request could not be sent).
     pub(crate) fn cancel_reply(&self, number: u64) {
-        lock(&self.replies).remove(&number);
+        let completer = lock(&self.replies).remove(&number);
+        // Dropped outside the lock.
+        drop(completer);
     }
 
-    /// Registers a PONG waiter under a fresh number.
-    pub(crate) fn register_pong(&self, waiter: Waiter) -> u64 {
+    /// Registers a PONG waiter under a fresh number; returns the number and the completion.
+    pub(crate) fn register_pong(&self) -> (u64, Completion<Outcome>) {
         let number = self.next_number();
-        lock(&self.pongs).insert(number, waiter);
-        number
+        let (completer, completion) = completion::channel();
+        lock(&self.pongs).insert(number, completer);
+        (number, completion)
     }
 
     /// Forgets a PONG waiter.
     pub(crate) fn cancel_pong(&self, number: u64) {
-        lock(&self.pongs).remove(&number);
+        let completer = lock(&self.pongs).remove(&number);
+        drop(completer);
     }
 
     /// The number in a reply subject of this inbox, if it is one.
@@ -169,10 +155,10 @@ impl Requests {
     /// Engine side: completes the waiter of reply number `number`. Returns false if nobody waits
     /// (a late reply after a timeout).
     pub(crate) fn complete_reply(&self, number: u64, outcome: Outcome) -> bool {
-        let waiter = lock(&self.replies).remove(&number);
-        match waiter {
-            Some(waiter) => {
-                waiter.complete(outcome);
+        let completer = lock(&self.replies).remove(&number);
+        match completer {
+            Some(completer) => {
+                completer.complete(outcome);
                 true
             }
             None => false,
@@ -181,18 +167,18 @@ impl Requests {
 
     /// Engine side: completes the flush waiting for PONG number `number`.
     pub(crate) fn complete_pong(&self, number: u64) {
-        let waiter = lock(&self.pongs).remove(&number);
-        if let Some(waiter) = waiter {
-            waiter.complete(Outcome::Pong);
+        let completer = lock(&self.pongs).remove(&number);
+        if let Some(completer) = completer {
+            completer.complete(Outcome::Pong);
         }
     }
 
     /// Fails every waiter (the connection was lost or closed).
     pub(crate) fn fail_all(&self, outcome: fn() -> Outcome) {
-        let replies: Vec<_> = lock(&self.replies).drain().map(|(_, w)| w).collect();
-        let pongs: Vec<_> = lock(&self.pongs).drain().map(|(_, w)| w).collect();
-        for waiter in replies.into_iter().chain(pongs) {
-            waiter.complete(outcome());
+        let replies: Vec<_> = lock(&self.replies).drain().map(|(_, c)| c).collect();
+        let pongs: Vec<_> = lock(&self.pongs).drain().map(|(_, c)| c).collect();
+        for completer in replies.into_iter().chain(pongs) {
+            completer.complete(outcome());
         }
     }
 
@@ -218,7 +204,7 @@ mod tests {
     #[test]
     fn reply_subjects_round_trip_and_created_inboxes_do_not_match() {
         let requests = Requests::new().unwrap();
-        let (number, subject) = requests.register_reply(Waiter::Async(oneshot::channel().0));
+        let (number, subject, _completion) = requests.register_reply();
         assert_eq!(requests.reply_number(subject.as_bytes()), Some(number));
         let pattern = requests.pattern();
         assert!(mm_wire::subject::matches(&pattern, &subject));

@@ -1,29 +1,30 @@
-//! The state one connection's engine and front ends share, and the operations both front ends
-//! (blocking [`Connection`](crate::Connection), async [`AsyncConnection`](crate::AsyncConnection))
-//! are thin layers over.
+//! The state of one connection that its engine thread, its dispatch thread and its front ends
+//! share: the output buffer, the subscription table, the dispatch queue, the request inbox, the
+//! notifier, the counters, and how closing is signalled. The operations the front ends use live in
+//! `client.rs`, above this module; the engine reads and writes this state directly.
 //!
 //! Who holds it: an `Arc<Shared>` is held by the engine thread, the dispatch thread (callback
-//! mode), every application handle (through [`Handle`]), every subscription handle and every
-//! async stream. It is dropped when the last of them is gone — after the connection is closed,
-//! since the engine thread only returns then.
+//! mode), every `Client` (so every application handle), every
+//! subscription handle and every async stream. It is dropped when the last of them is gone —
+//! after the connection is closed, since the engine thread only returns then.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use mm_wire::handshake::Protocol;
-use mm_wire::{Action, Header, Message, encode_control_frame, encode_frame, subject};
+use mm_wire::subject;
 use tokio::sync::Notify;
 
-use crate::dispatch::{DispatchQueue, Panicked, Sink, SubscriptionEntry, SubscriptionTable};
-use crate::error::{InvalidSubject, PublishError, RequestError, SubscribeError};
+use crate::dispatch::{DispatchQueue, Panicked, SubscriptionTable};
+use crate::error::{ConnectError, InvalidSubject};
 use crate::notification::{LogLevel, Notification, Notifier};
-use crate::outbound::{Admission, LinkState, Outbound, PushError};
+use crate::outbound::{LinkState, Outbound};
 use crate::params::ConnectionParams;
-use crate::reply_wait::ReplyWait;
 use crate::requests::{INBOX_SUBSCRIPTION_ID, Outcome, Requests};
+use crate::spin::SpinPolicy;
 use crate::status::{ConnectionStats, ConnectionStatus, Counters, GatewayInfo};
 
 /// How long `close` waits for the engine to write what is queued and say DISCONNECT.
@@ -49,16 +50,19 @@ pub(crate) struct Shared {
     pub(crate) dispatch: DispatchQueue,
     /// The request inbox and everyone waiting for a reply or a PONG.
     pub(crate) requests: Requests,
-    /// How blocking requests and flushes wait for their outcome.
-    pub(crate) reply_wait: ReplyWait,
+    /// How long blocking requests and flushes poll for their answer before sleeping.
+    pub(crate) spin: SpinPolicy,
     /// Delivers notifications and log lines on its own thread.
     pub(crate) notifier: Notifier,
     /// The engine's counters.
     pub(crate) counters: Counters,
     /// The next subscription id (ids are never reused within a connection).
-    next_subscription_id: AtomicU32,
+    pub(crate) next_subscription_id: AtomicU32,
     /// The current gateway, from its last ACK.
     pub(crate) gateway: Mutex<Option<GatewayInfo>>,
+    /// The session (`Outbound::session`) in which the request inbox was confirmed live across
+    /// the mesh; 0 = none yet.
+    pub(crate) inbox_confirmed: AtomicU64,
     /// Set once `close` was asked for (or the connection gave up).
     closing: AtomicBool,
     /// Wakes the engine out of a reconnect delay or dial when `close` is asked for.
@@ -75,8 +79,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// Shared state for a connection about to be opened: validates the names, draws the inbox
     /// token and starts the notifier.
-    pub(crate) fn new(params: ConnectionParams) -> Result<Shared, crate::ConnectError> {
-        use crate::ConnectError;
+    pub(crate) fn new(params: ConnectionParams) -> Result<Shared, ConnectError> {
         subject::validate_service_name(&params.service).map_err(|reason| {
             ConnectError::InvalidServiceName(InvalidSubject::new(
                 "service name",
@@ -89,8 +92,8 @@ impl Shared {
                 length: params.client_name.len(),
             });
         }
-        let requests =
-            Requests::new().map_err(|error| ConnectError::NoSecureRandom(error.to_string()))?;
+        let requests = Requests::new()
+            .map_err(|error| ConnectError::SecureRandom(std::io::Error::from(error)))?;
         let notifier = Notifier::start(params.notification_hook.clone(), params.logger.clone())
             .map_err(ConnectError::Thread)?;
         Ok(Shared {
@@ -98,11 +101,12 @@ impl Shared {
             subscriptions: SubscriptionTable::default(),
             dispatch: DispatchQueue::new(),
             requests,
-            reply_wait: ReplyWait::new(params.request_spin),
+            spin: SpinPolicy::new(params.request_spin),
             notifier,
             counters: Counters::default(),
             next_subscription_id: AtomicU32::new(INBOX_SUBSCRIPTION_ID + 1),
             gateway: Mutex::new(None),
+            inbox_confirmed: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             close_requested: Notify::new(),
             finished: Mutex::new(false),
@@ -186,146 +190,10 @@ impl Shared {
             undecodable_messages: Counters::get(&counters.undecodable_messages),
             reconnects: Counters::get(&counters.reconnects),
             requests_in_flight: self.requests.in_flight(),
-            spin_hits: self.reply_wait.hits(),
-            spin_misses: self.reply_wait.misses(),
+            spin_hits: self.spin.hits(),
+            spin_misses: self.spin.misses(),
             notifications_lost: self.notifier.lost(),
         }
-    }
-
-    // -------------------------------------------------------------------------------------
-    // Publishing
-    // -------------------------------------------------------------------------------------
-
-    /// Checks a publish before anything is encoded (SPEC §6.1).
-    pub(crate) fn check_publish(subject: &str, reply_subject: &str) -> Result<(), PublishError> {
-        if !subject_known_valid(subject) {
-            subject::validate_subject(subject).map_err(|reason| {
-                PublishError::InvalidSubject(InvalidSubject::new("subject", subject, reason))
-            })?;
-            remember_valid_subject(subject);
-        }
-        subject::validate_reply_subject(reply_subject).map_err(|reason| {
-            PublishError::InvalidReplySubject(InvalidSubject::new(
-                "reply subject",
-                reply_subject,
-                reason,
-            ))
-        })?;
-        if reply_subject.is_empty() && subject::is_gateway_subject(subject.as_bytes()) {
-            return Err(PublishError::ReservedSubject {
-                subject: subject.to_owned(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Publishes from a blocking caller (waits at the high-water mark).
-    pub(crate) fn publish_blocking(
-        &self,
-        subject: &str,
-        reply_subject: &str,
-        message: &Message,
-    ) -> Result<(), PublishError> {
-        Self::check_publish(subject, reply_subject)?;
-        let header = Header::send_message(subject).with_reply_subject(reply_subject);
-        self.outbound
-            .push_blocking(Admission::Publish, |out| {
-                encode_frame(out, &header, message)
-            })
-            .map(|_| ())
-            .map_err(publish_error)
-    }
-
-    /// Publishes from an async caller (awaits at the high-water mark).
-    pub(crate) async fn publish_async(
-        &self,
-        subject: &str,
-        reply_subject: &str,
-        message: &Message,
-    ) -> Result<(), PublishError> {
-        Self::check_publish(subject, reply_subject)?;
-        let header = Header::send_message(subject).with_reply_subject(reply_subject);
-        self.outbound
-            .push_async(Admission::Publish, |out| {
-                encode_frame(out, &header, message)
-            })
-            .await
-            .map(|_| ())
-            .map_err(publish_error)
-    }
-
-    // -------------------------------------------------------------------------------------
-    // Subscriptions
-    // -------------------------------------------------------------------------------------
-
-    /// Adds a subscription and queues its SUBSCRIBE (renewed automatically after a reconnect).
-    pub(crate) fn subscribe(
-        &self,
-        pattern: &str,
-        sink: Sink,
-    ) -> Result<Arc<SubscriptionEntry>, SubscribeError> {
-        subject::validate_pattern(pattern).map_err(|reason| {
-            SubscribeError::InvalidPattern(InvalidSubject::new("pattern", pattern, reason))
-        })?;
-        let id = self.next_subscription_id.fetch_add(1, Ordering::Relaxed);
-        let entry = Arc::new(SubscriptionEntry::new(id, pattern.to_owned(), sink));
-        let header = Header::new(Action::Subscribe)
-            .with_subscription_id(id)
-            .with_subject(pattern);
-        self.outbound
-            .push_interest(
-                || {
-                    self.subscriptions.lock().insert(id, entry.clone());
-                },
-                |out| encode_control_frame(out, &header),
-            )
-            .map_err(|_| SubscribeError::Closed)?;
-        log!(self, Debug, "subscribed {id} to `{pattern}`");
-        Ok(entry)
-    }
-
-    /// Ends a subscription: no more messages reach it, and the gateway is told (if connected).
-    pub(crate) fn unsubscribe(&self, entry: &SubscriptionEntry) {
-        if !entry.deactivate() {
-            return;
-        }
-        let id = entry.id;
-        let header = Header::new(Action::Unsubscribe).with_subscription_id(id);
-        let removed = self.outbound.push_interest(
-            || {
-                self.subscriptions.lock().remove(&id);
-            },
-            |out| encode_control_frame(out, &header),
-        );
-        if removed.is_err() {
-            // Closed: the table is (or is about to be) cleared anyway.
-            self.subscriptions.lock().remove(&id);
-        }
-        log!(self, Debug, "unsubscribed {id} from `{}`", entry.pattern);
-    }
-
-    // -------------------------------------------------------------------------------------
-    // Requests and flush
-    // -------------------------------------------------------------------------------------
-
-    /// Checks that a request can start now: connected, valid subject.
-    pub(crate) fn check_request(&self, subject: &str) -> Result<(), RequestError> {
-        Self::check_publish(subject, "_INBOX.x")?;
-        match self.status() {
-            ConnectionStatus::Connected => Ok(()),
-            ConnectionStatus::Reconnecting => Err(RequestError::Disconnected),
-            _ => Err(RequestError::Closed),
-        }
-    }
-
-    /// Queues the PING of an MM/2 flush numbered `number`.
-    pub(crate) fn push_flush_ping(&self, number: u64, mesh: bool) -> Result<(), PushError> {
-        let mut body = Message::new().add_u64("k", number);
-        if mesh {
-            body.push("mesh", true);
-        }
-        self.outbound
-            .push_control(|out| encode_frame(out, &Header::new(Action::Ping), &body))
     }
 
     // -------------------------------------------------------------------------------------
@@ -408,52 +276,5 @@ impl Shared {
         *self.finished.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.finished_signal.notify_all();
         self.finished_async.notify_waiters();
-    }
-}
-
-/// Maps an output-buffer refusal to the publish error the application sees.
-pub(crate) fn publish_error(error: PushError) -> PublishError {
-    match error {
-        PushError::Closed => PublishError::Closed,
-        // A control frame while reconnecting: never a user publish, but say something sensible.
-        PushError::NotConnected | PushError::Full => PublishError::Closed,
-        PushError::ReconnectBufferFull { limit } => PublishError::ReconnectBufferFull { limit },
-        PushError::Encode(error) => PublishError::Encode(error),
-        PushError::TooLarge { size, max } => PublishError::TooLarge { size, max },
-    }
-}
-
-/// The application's handle on a connection: closing happens when the last one is dropped.
-/// Shared by every [`Connection`](crate::Connection) and
-/// [`AsyncConnection`](crate::AsyncConnection) clone of one connection.
-pub(crate) struct Handle {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        self.shared.close_blocking();
-    }
-}
-
-thread_local! {
-    /// The subject this thread last published to and found valid. Publishers usually send many
-    /// messages to one subject in a row; comparing bytes is cheaper than validating again.
-    static LAST_VALID_SUBJECT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
-/// Whether `subject` is the one this thread last validated.
-fn subject_known_valid(subject: &str) -> bool {
-    LAST_VALID_SUBJECT.with(|last| last.borrow().as_str() == subject)
-}
-
-/// Remembers a subject found valid (short ones only: the cache must stay cheap).
-fn remember_valid_subject(subject: &str) {
-    if subject.len() <= 64 {
-        LAST_VALID_SUBJECT.with(|last| {
-            let mut last = last.borrow_mut();
-            last.clear();
-            last.push_str(subject);
-        });
     }
 }

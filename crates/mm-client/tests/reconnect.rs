@@ -230,3 +230,41 @@ fn heartbeats_detect_a_silent_gateway_and_are_sent_when_idle() {
         fake.actions()
     );
 }
+
+#[test]
+fn a_publish_queued_behind_a_partly_written_frame_is_replayed_whole() {
+    let fake = FakeGateway::start(FakeBehaviour::stalling_mm2());
+    let recorder = Recorder::default();
+    let connection =
+        Connection::connect(recorder.install(
+            ConnectionParams::new(fake.address(), SERVICE).with_reconnect(fast_reconnect()),
+        ))
+        .unwrap();
+    // The fake reads nothing after its ACK: the kernel takes a few MiB of this frame at most,
+    // and the rest waits with the writer.
+    let big = Message::new().add_blob("p", vec![0u8; 32 * 1024 * 1024]);
+    connection.send("BIG", &big).unwrap();
+    assert!(mm_testkit::wait_until(PATIENCE, || {
+        let stats = connection.stats();
+        stats.pending_output_bytes == 0 && stats.bytes_written > 0
+    }));
+    let small = Message::new().add_i32("n", 1);
+    connection.send("B", &small).unwrap();
+    fake.drop_connections();
+
+    let event = recorder.wait_for("reconnected", |event| {
+        matches!(event, Notification::Reconnected { .. })
+    });
+    let Notification::Reconnected { replayed_bytes, .. } = event else {
+        unreachable!()
+    };
+    let b_frame = mm_wire::Frame::new(&mm_wire::Header::send_message("B"), &small).unwrap();
+    assert_eq!(replayed_bytes, b_frame.len());
+    assert!(mm_testkit::wait_until(PATIENCE, || !fake
+        .published()
+        .is_empty()));
+    connection.flush(PATIENCE).unwrap();
+    // B came back whole, after nothing of the frame that was cut off.
+    assert_eq!(fake.published(), ["B"]);
+    assert_eq!(fake.malformed(), Vec::<String>::new());
+}

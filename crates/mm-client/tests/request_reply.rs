@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{PATIENCE, collector, connect, expect, params};
 use messaging_mesh::{
-    Connection, DispatchMode, FlushError, Message, PublishError, Received, RequestError,
+    Connection, ConnectionParams, DispatchMode, FlushError, Message, PublishError, Received,
+    RequestError,
 };
 use mm_testkit::{GatewayProcess, RawClient};
 use mm_wire::Action;
@@ -296,4 +297,84 @@ fn flush_times_out_when_the_gateway_does_not_answer() {
     ));
     // Timed-out flushes leave nothing behind.
     assert_eq!(connection.stats().requests_in_flight, 0);
+}
+
+/// The first request of each session is preceded by a mesh-wide flush: a reply from a responder
+/// on another gateway travels back only once that gateway has this connection's inbox
+/// subscription, which crosses the mesh on a different link than the request, so without it the
+/// first reply of a fresh connection can be lost. Later requests of the session pay nothing;
+/// after a reconnect the inbox is confirmed again. MM/1 gateways get no PING.
+#[test]
+fn the_first_request_of_each_session_confirms_the_inbox_mesh_wide() {
+    use common::fake::{FakeBehaviour, FakeGateway};
+    let requests_and_pings = |fake: &FakeGateway| -> Vec<Action> {
+        fake.actions()
+            .into_iter()
+            .filter(|action| matches!(action, Action::Ping | Action::SendMessage))
+            .collect()
+    };
+    let fake = FakeGateway::start(FakeBehaviour::mm2());
+    let requester =
+        Connection::connect(ConnectionParams::new(fake.address(), common::SERVICE)).unwrap();
+    for _ in 0..2 {
+        let error = requester
+            .send_request("Nobody.Home", &Message::new(), Duration::from_millis(200))
+            .unwrap_err();
+        assert!(matches!(error, RequestError::Timeout { .. }), "{error}");
+    }
+    assert_eq!(
+        requests_and_pings(&fake),
+        [Action::Ping, Action::SendMessage, Action::SendMessage]
+    );
+    // A new session: confirmed again.
+    fake.drop_connections();
+    assert!(mm_testkit::wait_until(PATIENCE, || requester
+        .send_request("Nobody.Home", &Message::new(), Duration::from_millis(200))
+        .is_err_and(|error| matches!(
+            error,
+            RequestError::Timeout { .. }
+        ))
+        && requests_and_pings(&fake)
+            .ends_with(&[Action::Ping, Action::SendMessage])));
+    let sent = requests_and_pings(&fake);
+    assert_eq!(
+        sent.iter()
+            .filter(|action| **action == Action::Ping)
+            .count(),
+        2,
+        "{sent:?}"
+    );
+
+    let legacy = FakeGateway::start(FakeBehaviour::mm1());
+    let requester =
+        Connection::connect(ConnectionParams::new(legacy.address(), common::SERVICE)).unwrap();
+    let _ = requester.send_request("Nobody.Home", &Message::new(), Duration::from_millis(100));
+    assert_eq!(requests_and_pings(&legacy), [Action::SendMessage]);
+}
+
+/// The first request of a fresh connection, answered by a responder on another gateway of a real
+/// mesh, gets its reply (the confirmation above at work).
+#[test]
+fn the_first_request_across_a_mesh_gets_its_reply() {
+    let mesh = mm_testkit::MeshProcesses::start(2, common::SERVICE, "");
+    assert!(mesh.wait_fully_linked(PATIENCE), "the mesh links up");
+    let responder = connect(&mesh.gateways[1]);
+    let _adder = adder(&responder);
+    responder.flush_mesh(PATIENCE).unwrap();
+    for attempt in 0..20 {
+        let requester = connect(&mesh.gateways[0]);
+        let reply = requester
+            .send_request(
+                "Service.Add",
+                &Message::new()
+                    .add_f64("A", attempt as f64)
+                    .add_f64("B", 1.0),
+                Duration::from_secs(5),
+            )
+            .unwrap_or_else(|error| panic!("attempt {attempt}: {error}"));
+        assert_eq!(
+            reply.message().get_f64("sum").unwrap(),
+            attempt as f64 + 1.0
+        );
+    }
 }

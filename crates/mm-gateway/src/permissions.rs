@@ -218,9 +218,9 @@ pub(crate) struct Access {
     inbox_prefix: Option<Vec<u8>>,
     /// Publish decisions by the rules, per subject.
     publish_cache: hashbrown::HashMap<Box<[u8]>, bool, foldhash::fast::RandomState>,
-    /// Whether the publisher's last routed subject was allowed by the rules (not as a response):
-    /// the router's memo of that subject then stands for the check.
-    pub(crate) last_publish_by_rules: bool,
+    /// The last subject the rules allowed it to publish to: a publisher almost always repeats
+    /// its subject, which then costs one comparison.
+    last_allowed: Vec<u8>,
     /// Reply subjects it may answer.
     responses: HashMap<Box<[u8]>, ResponseGrant>,
     /// Their order of arrival, for expiry and the bound.
@@ -234,7 +234,7 @@ impl Access {
             grant,
             inbox_prefix: assign_inbox.then(new_inbox_prefix),
             publish_cache: Default::default(),
-            last_publish_by_rules: false,
+            last_allowed: Vec::new(),
             responses: HashMap::new(),
             response_order: VecDeque::new(),
         }
@@ -267,6 +267,25 @@ impl Access {
         }
         self.publish_cache.insert(subject.into(), allowed);
         allowed
+    }
+
+    /// [`Access::check_publish`], with the last subject the rules allowed remembered: a repeat
+    /// costs one comparison.
+    #[inline]
+    pub(crate) fn publish_verdict(
+        &mut self,
+        subject: &[u8],
+        now: impl FnOnce() -> Instant,
+    ) -> PublishVerdict {
+        if !self.last_allowed.is_empty() && self.last_allowed == subject {
+            return PublishVerdict::Allowed;
+        }
+        let verdict = self.check_publish(subject, now);
+        self.last_allowed.clear();
+        if verdict == PublishVerdict::Allowed {
+            self.last_allowed.extend_from_slice(subject);
+        }
+        verdict
     }
 
     /// Whether the connection may publish to `subject` now. A response uses up one of the

@@ -129,7 +129,7 @@ impl Router {
     }
 
     /// Whether `subject` is the publisher's last subject, so known to be valid.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn knows_subject(&self, publisher: ConnectionKey, subject: &[u8]) -> bool {
         self.memos
             .get(publisher)
@@ -147,28 +147,48 @@ impl Router {
         subject: &[u8],
         connections: &mut Connections,
     ) -> RouteOutcome {
-        self.route_with_reply(origin, frame, subject, &[], connections)
+        self.route_checked(origin, frame, subject, &[], connections, |_| true)
+            .unwrap_or_default()
     }
 
-    /// [`Router::route`] for a frame with reply subject `reply_subject`: a client with
-    /// permissions that receives it may answer it (private replies, `crate::permissions`).
-    pub(crate) fn route_with_reply(
+    /// [`Router::route`] for a subject not checked yet: a publisher's last subject was valid, so
+    /// `check` is called only when `subject` is another one; if it says no, nothing is routed
+    /// (`None`) and the memo is left as it was. One memo lookup for the common case. A client
+    /// with permissions that receives a frame with a `reply_subject` may answer it (private
+    /// replies, `crate::permissions`).
+    pub(crate) fn route_checked(
         &mut self,
         origin: Origin,
         frame: &[u8],
         subject: &[u8],
         reply_subject: &[u8],
         connections: &mut Connections,
-    ) -> RouteOutcome {
+        check: impl FnOnce(&[u8]) -> bool,
+    ) -> Option<RouteOutcome> {
         let mut now = None;
+        let generation = self.trie.generation();
+        let memo = match origin.publisher() {
+            Some(publisher) => {
+                let memo = self.memos.get_mut(publisher);
+                let known = memo.as_ref().is_some_and(|memo| memo.subject == subject);
+                if !known && !check(subject) {
+                    return None;
+                }
+                match memo {
+                    Some(memo) => Some(memo),
+                    None => self.memos.entry(publisher).map(|entry| entry.or_default()),
+                }
+            }
+            None => {
+                if !check(subject) {
+                    return None;
+                }
+                None
+            }
+        };
         self.publish_sequence += 1;
         let sequence = self.publish_sequence;
         let from_peer = matches!(origin, Origin::Peer(_));
-        let generation = self.trie.generation();
-        let memo = origin
-            .publisher()
-            .and_then(|publisher| self.memos.entry(publisher))
-            .map(|entry| entry.or_default());
         let matches: &[Subscriber] = match memo {
             Some(memo) => {
                 if memo.subject != subject || memo.generation != generation {
@@ -231,7 +251,14 @@ impl Router {
             self.flush.insert(subscriber.connection);
             outcome.delivered = true;
         }
-        outcome
+        Some(outcome)
+    }
+
+    /// Whether routing found connections past their bound (to close with
+    /// [`Router::take_cut_offs`]).
+    #[inline]
+    pub(crate) fn has_cut_offs(&self) -> bool {
+        !self.cut_offs.is_empty()
     }
 
     /// Connections found past their bound since the last call, to be closed.

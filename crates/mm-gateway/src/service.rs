@@ -176,6 +176,10 @@ pub(crate) struct Service {
     batch_origin: Option<ConnectionKey>,
     /// Whether the publisher of the current batch should pause.
     stall_publisher: bool,
+    /// The connection whose frames are being processed now.
+    reading: Option<ConnectionKey>,
+    /// Set when `reading` is closed while its frames are processed: stop processing them.
+    reading_closed: bool,
     /// When the current batch should pause.
     batch_deadline: Instant,
     /// Work done in the current batch (frames, subscriptions looked at).
@@ -243,6 +247,8 @@ impl Service {
                 frame_scratch: Vec::new(),
                 batch_origin: None,
                 stall_publisher: false,
+                reading: None,
+                reading_closed: false,
                 batch_deadline: Instant::now(),
                 batch_work: 0,
                 next_clock_check: 0,
@@ -516,8 +522,12 @@ impl Service {
             connection.last_received = Instant::now();
         }
         self.start_batch();
+        self.reading = Some(key);
+        self.reading_closed = false;
         let mut on_frame = |frame: &[u8]| self.on_frame(key, frame);
-        let rest = match crate::inbound::split_frames(&leftover, max_frame, &mut on_frame) {
+        let split = crate::inbound::split_frames(&leftover, max_frame, &mut on_frame);
+        self.reading = None;
+        let rest = match split {
             Split::Complete(consumed) | Split::Paused(consumed) => consumed,
             Split::Stopped => return,
             Split::Malformed(error) => {
@@ -722,9 +732,12 @@ impl Service {
         let mut partial = std::mem::take(&mut connection.inbound_partial);
         let max_frame = connection.max_frame;
         let mut shared = std::mem::take(&mut self.read_buffer);
+        self.reading = Some(key);
+        self.reading_closed = false;
         let result = read_frames(&handle, &mut partial, &mut shared, max_frame, |frame| {
             self.on_frame(key, frame)
         });
+        self.reading = None;
         self.read_buffer = shared;
         if let Some(connection) = self.connections.get_mut(key) {
             connection.inbound_partial = partial;
@@ -773,6 +786,7 @@ impl Service {
         connection.counters.frames_in += 1;
         connection.counters.bytes_in += frame.len() as u64;
         let is_link = connection.role.is_link();
+        let secured = connection.access.is_some();
         match header.action() {
             Some(Action::SendMessage) => {
                 let origin = if is_link {
@@ -780,7 +794,11 @@ impl Service {
                 } else {
                     Origin::Client(key)
                 };
-                self.on_publish(origin, frame, &header);
+                if secured && !self.publish_permitted(key, &header) {
+                    // Refused (and answered); the next frame goes on.
+                } else {
+                    self.on_publish(origin, frame, &header);
+                }
             }
             Some(Action::Subscribe) => self.on_subscribe(key, &header),
             Some(Action::Unsubscribe) => self.on_unsubscribe(key, &header),
@@ -818,7 +836,7 @@ impl Service {
             }
         }
         self.batch_work += 1;
-        if !self.connections.contains_key(key) {
+        if self.reading_closed {
             AfterFrame::Stop
         } else if self.batch_over() {
             AfterFrame::Pause
@@ -831,95 +849,103 @@ impl Service {
     // Publish: validate, then route
     // ---------------------------------------------------------------------------------------
 
+    /// Whether a client with permissions may publish this frame: its subject (the last one the
+    /// rules allowed costs one comparison; others are checked once each and cached), and its
+    /// reply subject (the client's own inbox, or a subject it may publish to). A refused frame
+    /// is answered PERMISSION_DENIED (MM/2) or logged (MM/1). Invalid subjects pass, for the
+    /// router's check to report them.
+    fn publish_permitted(&mut self, key: ConnectionKey, header: &HeaderView<'_>) -> bool {
+        let Some(access) = self
+            .connections
+            .get_mut(key)
+            .and_then(|connection| connection.access.as_deref_mut())
+        else {
+            return true;
+        };
+        if access.publish_verdict(header.subject, Instant::now) == PublishVerdict::Denied {
+            if validate_subject_bytes(header.subject).is_err() {
+                return true;
+            }
+            self.deny(
+                key,
+                0,
+                header.subject,
+                "not allowed to publish to this subject",
+            );
+            return false;
+        }
+        if !header.reply_subject.is_empty() && !access.check_reply_subject(header.reply_subject) {
+            if validate_reply_subject_bytes(header.reply_subject).is_err() {
+                return true;
+            }
+            self.deny(
+                key,
+                0,
+                header.reply_subject,
+                "reply subject not allowed: use your own inbox (the ACK's inbox_prefix) or a \
+                 subject you may publish to",
+            );
+            return false;
+        }
+        true
+    }
+
     fn on_publish(&mut self, origin: Origin, frame: &[u8], header: &HeaderView<'_>) {
         let publisher = origin.publisher();
-        // Validate before acting: subject and reply subject (SPEC §6.1). The publisher's last
-        // subject was valid, and is usually this one.
-        let known = publisher.is_some_and(|key| self.router.knows_subject(key, header.subject));
-        if !known {
-            if let Err(error) = validate_subject_bytes(header.subject) {
+        // Validate before acting (SPEC §6.1): the reply subject, then the subject — unless it is
+        // the publisher's last one, which was valid (the router's memo; the common case costs
+        // one lookup and one comparison).
+        if !header.reply_subject.is_empty() {
+            if let Err(error) = validate_reply_subject_bytes(header.reply_subject) {
                 if let Some(key) = publisher {
                     self.misuse(
                         key,
                         ErrorCode::InvalidSubject,
                         0,
-                        header.subject,
-                        &error.to_string(),
-                    );
-                }
-                return;
-            }
-        }
-        if let Err(error) = validate_reply_subject_bytes(header.reply_subject) {
-            if let Some(key) = publisher {
-                self.misuse(
-                    key,
-                    ErrorCode::InvalidSubject,
-                    0,
-                    header.reply_subject,
-                    &format!("reply subject: {error}"),
-                );
-            }
-            return;
-        }
-        // Permissions (security on): the publisher's memo stands for a subject the rules allowed;
-        // any other subject is checked (each distinct one once: `Access` caches it).
-        let mut by_rules = None;
-        if let Origin::Client(key) = origin {
-            if let Some(access) = self
-                .connections
-                .get_mut(key)
-                .and_then(|connection| connection.access.as_deref_mut())
-            {
-                if !(known && access.last_publish_by_rules) {
-                    match access.check_publish(header.subject, Instant::now) {
-                        PublishVerdict::Allowed => by_rules = Some(true),
-                        PublishVerdict::Response => by_rules = Some(false),
-                        PublishVerdict::Denied => {
-                            self.deny(
-                                key,
-                                0,
-                                header.subject,
-                                "not allowed to publish to this subject",
-                            );
-                            return;
-                        }
-                    }
-                }
-                if !header.reply_subject.is_empty()
-                    && !access.check_reply_subject(header.reply_subject)
-                {
-                    self.deny(
-                        key,
-                        0,
                         header.reply_subject,
-                        "reply subject not allowed: use your own inbox (the ACK's inbox_prefix) or a subject you may publish to",
+                        &format!("reply subject: {error}"),
                     );
-                    return;
                 }
-            }
-            if is_gateway_subject(header.subject) {
-                self.on_gateway_request(key, header);
                 return;
             }
-            if let Some(by_rules) = by_rules {
-                if let Some(access) = self
-                    .connections
-                    .get_mut(key)
-                    .and_then(|connection| connection.access.as_deref_mut())
-                {
-                    access.last_publish_by_rules = by_rules;
-                }
-            }
         }
-        let outcome = self.router.route_with_reply(
+        let mut refused = None;
+        let routed = self.router.route_checked(
             origin,
             frame,
             header.subject,
             header.reply_subject,
             &mut self.connections,
+            |subject| match validate_subject_bytes(subject) {
+                Err(error) => {
+                    refused = Some(Refused::Invalid(error));
+                    false
+                }
+                Ok(()) if matches!(origin, Origin::Client(_)) && is_gateway_subject(subject) => {
+                    refused = Some(Refused::GatewayRequest);
+                    false
+                }
+                Ok(()) => true,
+            },
         );
-        self.after_route(outcome.visited, outcome.dropped, frame.len());
+        let Some(outcome) = routed else {
+            match (refused, publisher) {
+                (Some(Refused::GatewayRequest), Some(key)) => self.on_gateway_request(key, header),
+                (Some(Refused::Invalid(error)), Some(key)) => self.misuse(
+                    key,
+                    ErrorCode::InvalidSubject,
+                    0,
+                    header.subject,
+                    &error.to_string(),
+                ),
+                _ => {}
+            }
+            return;
+        };
+        self.batch_work += outcome.visited;
+        if outcome.dropped > 0 || self.router.has_cut_offs() {
+            self.after_route(outcome.dropped, frame.len());
+        }
         if !outcome.delivered {
             self.counters.unmatched_publishes += 1;
             if let Origin::Client(key) = origin {
@@ -930,10 +956,9 @@ impl Service {
         }
     }
 
-    /// Counts what routing cost and dropped, and closes the connections it found past their
-    /// bound.
-    fn after_route(&mut self, visited: usize, dropped: usize, frame_len: usize) {
-        self.batch_work += visited;
+    /// Counts what routing dropped, and closes the connections it found past their bound.
+    #[cold]
+    fn after_route(&mut self, dropped: usize, frame_len: usize) {
         if dropped > 0 {
             self.counters.dropped_frames += dropped as u64;
             self.counters.dropped_bytes += (dropped * frame_len) as u64;
@@ -1246,7 +1271,8 @@ impl Service {
                 header.reply_subject,
                 &mut self.connections,
             );
-            self.after_route(outcome.visited, outcome.dropped, frame.len());
+            self.batch_work += outcome.visited;
+            self.after_route(outcome.dropped, frame.len());
         }
     }
 
@@ -1570,6 +1596,9 @@ impl Service {
         let Some(mut connection) = self.connections.remove(key) else {
             return;
         };
+        if self.reading == Some(key) {
+            self.reading_closed = true;
+        }
         self.load
             .connections
             .store(self.connections.len(), Ordering::SeqCst);
@@ -1768,6 +1797,14 @@ impl Service {
         }
         self.report_totals();
     }
+}
+
+/// Why a publish's subject was not routed.
+enum Refused {
+    /// Not a valid subject (SPEC §6.1).
+    Invalid(mm_wire::subject::SubjectError),
+    /// A request to the gateway itself (`_MM.`, SPEC §9).
+    GatewayRequest,
 }
 
 /// How a read went, for the batch.

@@ -1,10 +1,11 @@
-//! How a blocking request (or flush) waits for its outcome: a short busy-wait, then sleep.
+//! How long a blocking request (or flush) polls for its answer before its thread sleeps.
 //!
 //! A round trip through a gateway on the same host or LAN takes tens of microseconds. Putting the
 //! waiting thread to sleep and waking it when the engine has the reply costs about as much again:
 //! a futex wake, a context switch and — on a virtual machine — waking an idle virtual CPU. So a
-//! blocking waiter first polls for its outcome for up to the connection's spin window (default
-//! [`DEFAULT_REQUEST_SPIN`](crate::DEFAULT_REQUEST_SPIN)) and sleeps only if it has not arrived.
+//! blocking waiter first polls its answer (a `Completion`, which uses this policy) for up to the
+//! connection's spin window (default [`DEFAULT_REQUEST_SPIN`](crate::DEFAULT_REQUEST_SPIN)) and
+//! sleeps only if the answer has not arrived.
 //!
 //! The spin is bounded three ways, so that it never costs much more than it saves:
 //!
@@ -19,7 +20,6 @@
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 /// Consecutive waits that outlast the window before spinning pauses.
@@ -28,18 +28,9 @@ pub(crate) const MISSES_BEFORE_BACKOFF: u32 = 8;
 /// Waits that sleep straight away once spinning has paused.
 pub(crate) const BACKOFF_WAITS: u32 = 256;
 
-/// Why a blocking wait ended without an outcome.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum WaitFailed {
-    /// The timeout passed (and nothing raced it).
-    Timeout,
-    /// The engine is gone: the connection closed.
-    Closed,
-}
-
 /// A connection's spin policy for blocking waiters, with its adaptive state.
 #[derive(Debug)]
-pub(crate) struct ReplyWait {
+pub(crate) struct SpinPolicy {
     /// Longest busy-wait; zero never spins.
     window: Duration,
     /// Waits in a row that outlasted the window.
@@ -54,44 +45,20 @@ pub(crate) struct ReplyWait {
     slots: &'static SpinSlots,
 }
 
-impl ReplyWait {
+impl SpinPolicy {
     /// A policy spinning up to `window` per wait, sharing the process-wide spinner limit.
-    pub(crate) fn new(window: Duration) -> ReplyWait {
-        ReplyWait::with_slots(window, &PROCESS_SLOTS)
+    pub(crate) fn new(window: Duration) -> SpinPolicy {
+        SpinPolicy::with_slots(window, &PROCESS_SLOTS)
     }
 
-    fn with_slots(window: Duration, slots: &'static SpinSlots) -> ReplyWait {
-        ReplyWait {
+    fn with_slots(window: Duration, slots: &'static SpinSlots) -> SpinPolicy {
+        SpinPolicy {
             window,
             misses: AtomicU32::new(0),
             backoff: AtomicU32::new(0),
             hits: AtomicU64::new(0),
             total_misses: AtomicU64::new(0),
             slots,
-        }
-    }
-
-    /// Waits until `timeout` after `start` for the outcome. On timeout it calls `cancel` (which
-    /// unregisters the waiter) and still returns an outcome that raced it.
-    pub(crate) fn wait<T>(
-        &self,
-        receiver: &Receiver<T>,
-        start: Instant,
-        timeout: Duration,
-        cancel: impl FnOnce(),
-    ) -> Result<T, WaitFailed> {
-        match self.spin(receiver, start, timeout) {
-            Ok(outcome) => return Ok(outcome),
-            Err(TryRecvError::Disconnected) => return Err(WaitFailed::Closed),
-            Err(TryRecvError::Empty) => {}
-        }
-        match receiver.recv_timeout(timeout.saturating_sub(start.elapsed())) {
-            Ok(outcome) => Ok(outcome),
-            Err(RecvTimeoutError::Timeout) => {
-                cancel();
-                receiver.try_recv().map_err(|_| WaitFailed::Timeout)
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(WaitFailed::Closed),
         }
     }
 
@@ -111,15 +78,11 @@ impl ReplyWait {
         !self.window.is_zero() && self.backoff.load(Ordering::Relaxed) == 0
     }
 
-    /// Polls for the outcome until the window (or the timeout) ends; `Empty` means: sleep now.
-    fn spin<T>(
-        &self,
-        receiver: &Receiver<T>,
-        start: Instant,
-        timeout: Duration,
-    ) -> Result<T, TryRecvError> {
+    /// Polls `ready` until it is true or the window (counted from `start`, and never past
+    /// `timeout` after it) ends. Returns whether it became true; false means: sleep now.
+    pub(crate) fn spin(&self, start: Instant, timeout: Duration, ready: impl Fn() -> bool) -> bool {
         if self.window.is_zero() {
-            return Err(TryRecvError::Empty);
+            return false;
         }
         // One sleeping wait fewer to go while paused; a racing decrement is harmless.
         if self
@@ -129,21 +92,17 @@ impl ReplyWait {
             })
             .is_ok()
         {
-            return Err(TryRecvError::Empty);
+            return false;
         }
         let Some(_slot) = self.slots.take() else {
-            return Err(TryRecvError::Empty);
+            return false;
         };
         let window = self.window.min(timeout);
         loop {
-            match receiver.try_recv() {
-                Ok(outcome) => {
-                    self.misses.store(0, Ordering::Relaxed);
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(outcome);
-                }
-                Err(TryRecvError::Disconnected) => return Err(TryRecvError::Disconnected),
-                Err(TryRecvError::Empty) => {}
+            if ready() {
+                self.misses.store(0, Ordering::Relaxed);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return true;
             }
             if start.elapsed() >= window {
                 break;
@@ -155,7 +114,7 @@ impl ReplyWait {
             self.misses.store(0, Ordering::Relaxed);
             self.backoff.store(BACKOFF_WAITS, Ordering::Relaxed);
         }
-        Err(TryRecvError::Empty)
+        false
     }
 }
 
@@ -205,16 +164,17 @@ impl Drop for SpinSlot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc::sync_channel;
+    use std::sync::atomic::AtomicBool;
 
     static TWO_SLOTS: SpinSlots = SpinSlots::new(2);
     static NO_SLOTS: SpinSlots = SpinSlots::new(0);
 
     #[test]
-    fn an_outcome_that_arrives_within_the_window_is_taken_while_spinning() {
+    fn an_outcome_that_arrives_within_the_window_is_seen_while_spinning() {
         static OWN_SLOTS: SpinSlots = SpinSlots::new(1);
-        let wait = ReplyWait::with_slots(Duration::from_secs(5), &OWN_SLOTS);
-        let (sender, receiver) = sync_channel(1);
+        let policy = SpinPolicy::with_slots(Duration::from_secs(5), &OWN_SLOTS);
+        let ready = std::sync::Arc::new(AtomicBool::new(false));
+        let setter = ready.clone();
         let sent = std::thread::spawn(move || {
             // The waiter holds the only slot while it spins.
             let deadline = Instant::now() + Duration::from_secs(4);
@@ -222,65 +182,50 @@ mod tests {
                 std::thread::yield_now();
             }
             let seen_spinning = OWN_SLOTS.active.load(Ordering::Acquire) == 1;
-            sender.send(7u32).unwrap();
+            setter.store(true, Ordering::Release);
             seen_spinning
         });
-        let got = wait.wait(&receiver, Instant::now(), Duration::from_secs(10), || {});
-        assert_eq!(got, Ok(7));
+        let got = policy.spin(Instant::now(), Duration::from_secs(10), || {
+            ready.load(Ordering::Acquire)
+        });
+        assert!(got);
         assert!(sent.join().unwrap(), "the waiter was not seen spinning");
-        assert_eq!((wait.hits(), wait.misses()), (1, 0));
+        assert_eq!((policy.hits(), policy.misses()), (1, 0));
         assert_eq!(OWN_SLOTS.active.load(Ordering::Relaxed), 0, "slot released");
-        assert!(wait.spinning());
+        assert!(policy.spinning());
     }
 
     #[test]
     fn waits_that_outlast_the_window_pause_spinning_then_it_resumes() {
-        let wait = ReplyWait::with_slots(Duration::from_micros(50), &TWO_SLOTS);
-        let (_sender, receiver) = sync_channel::<u32>(1);
+        let policy = SpinPolicy::with_slots(Duration::from_micros(50), &TWO_SLOTS);
         for _ in 0..MISSES_BEFORE_BACKOFF {
-            assert!(wait.spinning());
-            let got = wait.wait(&receiver, Instant::now(), Duration::from_millis(1), || {});
-            assert_eq!(got, Err(WaitFailed::Timeout));
+            assert!(policy.spinning());
+            assert!(!policy.spin(Instant::now(), Duration::from_millis(1), || false));
         }
-        assert!(!wait.spinning());
-        assert_eq!(wait.misses(), u64::from(MISSES_BEFORE_BACKOFF));
+        assert!(!policy.spinning());
+        assert_eq!(policy.misses(), u64::from(MISSES_BEFORE_BACKOFF));
         for _ in 0..BACKOFF_WAITS {
-            assert!(!wait.spinning());
-            let got = wait.wait(&receiver, Instant::now(), Duration::ZERO, || {});
-            assert_eq!(got, Err(WaitFailed::Timeout));
+            assert!(!policy.spinning());
+            assert!(!policy.spin(Instant::now(), Duration::ZERO, || true));
         }
-        assert!(wait.spinning());
+        assert!(policy.spinning());
     }
 
     #[test]
-    fn a_timeout_cancels_and_still_takes_an_outcome_that_raced_it() {
-        let wait = ReplyWait::with_slots(Duration::ZERO, &TWO_SLOTS);
-        let (sender, receiver) = sync_channel(1);
-        let got = wait.wait(&receiver, Instant::now(), Duration::ZERO, || {
-            sender.send(3u32).unwrap()
-        });
-        assert_eq!(got, Ok(3));
-    }
-
-    #[test]
-    fn a_closed_channel_is_reported_as_closed() {
-        let wait = ReplyWait::with_slots(Duration::from_millis(1), &TWO_SLOTS);
-        let (sender, receiver) = sync_channel::<u32>(1);
-        drop(sender);
-        let got = wait.wait(&receiver, Instant::now(), Duration::from_secs(1), || {});
-        assert_eq!(got, Err(WaitFailed::Closed));
+    fn a_zero_window_never_spins() {
+        let policy = SpinPolicy::with_slots(Duration::ZERO, &TWO_SLOTS);
+        assert!(!policy.spin(Instant::now(), Duration::from_secs(1), || true));
+        assert_eq!((policy.hits(), policy.misses()), (0, 0));
     }
 
     #[test]
     fn no_free_slot_means_no_spin_and_no_miss() {
-        let wait = ReplyWait::with_slots(Duration::from_micros(50), &NO_SLOTS);
-        let (_sender, receiver) = sync_channel::<u32>(1);
+        let policy = SpinPolicy::with_slots(Duration::from_micros(50), &NO_SLOTS);
         for _ in 0..MISSES_BEFORE_BACKOFF * 2 {
-            let got = wait.wait(&receiver, Instant::now(), Duration::ZERO, || {});
-            assert_eq!(got, Err(WaitFailed::Timeout));
+            assert!(!policy.spin(Instant::now(), Duration::ZERO, || true));
         }
-        assert!(wait.spinning(), "waits that never spun are not misses");
-        assert_eq!((wait.hits(), wait.misses()), (0, 0));
+        assert!(policy.spinning(), "waits that never spun are not misses");
+        assert_eq!((policy.hits(), policy.misses()), (0, 0));
     }
 
     #[test]
