@@ -32,6 +32,11 @@
 //! * `subscriptions` — one connection's subscriptions, indexed by id and by pattern.
 //! * `counters`, `stats` — counters, and the `_MM.STATS` answer built from them.
 //! * `memory` — handing memory back to the system after a burst.
+//! * [`security`] — TLS, mesh authentication and users in force (reloaded on SIGHUP); `auth`
+//!   (credentials, argon2id), `permissions` (subject permissions, private replies, per-user
+//!   limits), [`tls`] (certificates, rustls configurations), `transport` (TLS on a connection's
+//!   socket, sans I/O), `mesh::auth` (the mesh challenge–response), `listener::handshake` (TLS,
+//!   the first frame, authentication). docs/security.md tells the whole story.
 //! * `log_limit`, `rate_limit` — warnings a few at a time, subjects cut short in logs; how often
 //!   a connection may ask for something costly.
 //!
