@@ -126,10 +126,12 @@ pub(crate) fn start(params: ConnectionParams, ready: Ready) -> Result<Arc<Shared
     Ok(shared)
 }
 
-/// The socket of a session: plain TCP, or TLS over it.
+/// The socket of a session: plain TCP, or TLS over it. Under TLS the socket is read through a
+/// 64 KiB buffer: rustls asks for 4 KiB at a time, which read straight from the socket would cost
+/// a syscall each.
 enum SessionStream {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::io::BufReader<TcpStream>>>),
 }
 
 impl SessionStream {
@@ -288,7 +290,7 @@ async fn handshake(params: &ConnectionParams) -> Result<Session, ConnectError> {
             let name = tls.name_for(&params.address).map_err(tls_error)?;
             let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
             let stream = connector
-                .connect(name, stream)
+                .connect(name, tokio::io::BufReader::with_capacity(64 * 1024, stream))
                 .await
                 .map_err(|error| tls_error(error.to_string()))?;
             SessionStream::Tls(Box::new(stream))

@@ -129,7 +129,7 @@ impl Gateway {
             .local_addr()
             .map_err(|source| GatewayError::Bind { address, source })?;
         let security = security::SecurityState::load(&config.security)?;
-        warn_if_open(&config, local_address, &security);
+        startup_warnings(&config, local_address, &security);
         let context = Arc::new(GatewayContext::with_security(
             config,
             local_address,
@@ -194,9 +194,27 @@ impl Gateway {
     }
 }
 
-/// Warns when the gateway listens beyond loopback and some service is open to everyone who can
-/// reach the port (docs/security.md).
-fn warn_if_open(config: &GatewayConfig, address: SocketAddr, security: &security::SecurityState) {
+/// Warns about security settings that leave something open or cannot work: a gateway listening
+/// beyond loopback with a service open to everyone who can reach the port, unauthenticated mesh
+/// links, a TLS-only port with peers dialled in plaintext (docs/security.md).
+fn startup_warnings(
+    config: &GatewayConfig,
+    address: SocketAddr,
+    security: &security::SecurityState,
+) {
+    if !config.meshes.is_empty()
+        && config.security.mesh_tls.is_none()
+        && config
+            .security
+            .tls
+            .as_ref()
+            .is_some_and(|tls| !tls.allow_plaintext)
+    {
+        tracing::warn!(
+            "the port accepts TLS only, but without MeshTls this gateway dials its mesh peers in \
+             plaintext, which their TLS-only ports refuse: configure MeshTls (docs/security.md)"
+        );
+    }
     if address.ip().is_loopback() {
         return;
     }

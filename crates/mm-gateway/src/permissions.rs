@@ -269,6 +269,12 @@ impl Access {
         allowed
     }
 
+    /// Whether `subject` is the last subject the rules allowed (so allowed again).
+    #[inline]
+    pub(crate) fn repeats_allowed(&self, subject: &[u8]) -> bool {
+        !self.last_allowed.is_empty() && self.last_allowed == subject
+    }
+
     /// [`Access::check_publish`], with the last subject the rules allowed remembered: a repeat
     /// costs one comparison.
     #[inline]
@@ -277,7 +283,7 @@ impl Access {
         subject: &[u8],
         now: impl FnOnce() -> Instant,
     ) -> PublishVerdict {
-        if !self.last_allowed.is_empty() && self.last_allowed == subject {
+        if self.repeats_allowed(subject) {
             return PublishVerdict::Allowed;
         }
         let verdict = self.check_publish(subject, now);

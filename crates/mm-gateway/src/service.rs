@@ -786,7 +786,11 @@ impl Service {
         connection.counters.frames_in += 1;
         connection.counters.bytes_in += frame.len() as u64;
         let is_link = connection.role.is_link();
-        let secured = connection.access.is_some();
+        // Security on: a publish to the subject the rules allowed last, without a reply subject,
+        // needs no other check (one comparison); anything else goes through `publish_permitted`.
+        let check_publish = connection.access.as_deref().is_some_and(|access| {
+            !header.reply_subject.is_empty() || !access.repeats_allowed(header.subject)
+        });
         match header.action() {
             Some(Action::SendMessage) => {
                 let origin = if is_link {
@@ -794,7 +798,7 @@ impl Service {
                 } else {
                     Origin::Client(key)
                 };
-                if secured && !self.publish_permitted(key, &header) {
+                if check_publish && !self.publish_permitted(key, &header) {
                     // Refused (and answered); the next frame goes on.
                 } else {
                     self.on_publish(origin, frame, &header);

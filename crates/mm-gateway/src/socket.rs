@@ -38,7 +38,7 @@ pub(crate) struct ConnectionHandle {
     pub(crate) stream: TcpStream,
     /// The TLS session over the socket, if the connection uses TLS (`crate::transport`).
     /// Borrowed only for the length of one read or one write.
-    tls: Option<RefCell<rustls::Connection>>,
+    tls: Option<RefCell<crate::transport::TlsSession>>,
     /// Wakes the task: output was queued while the socket was full, the connection was closed,
     /// or a subscriber this connection was waiting for has drained.
     pub(crate) wake: Notify,
@@ -57,10 +57,7 @@ impl ConnectionHandle {
     pub(crate) fn new(stream: TcpStream, tls: Option<rustls::Connection>) -> Rc<ConnectionHandle> {
         Rc::new(ConnectionHandle {
             stream,
-            tls: tls.map(|mut session| {
-                crate::transport::adopt(&mut session);
-                RefCell::new(session)
-            }),
+            tls: tls.map(|session| RefCell::new(crate::transport::TlsSession::new(session))),
             wake: Notify::new(),
             closed: Cell::new(false),
             final_bytes: RefCell::new(Vec::new()),
