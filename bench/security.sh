@@ -32,12 +32,16 @@ echo "{\"Tls\": {\"CertFile\": \"$work/gw.pem\", \"KeyFile\": \"$work/gw.key\"},
 # run CONFIG SYSTEM SIZE COUNT → messages per second
 run() {
     local config="$1" system="$2" size="$3" count="$4"
+    # Fresh files: the shell opens them in the child, after this function goes on.
+    local out err
+    out="$(mktemp -p "$work")"
+    err="$(mktemp -p "$work")"
     "$bin/mm-gateway" --port 0 --bind 127.0.0.1 --log-level warn --config "$work/$config.json" \
-        > "$work/out" 2> "$work/err" &
+        > "$out" 2> "$err" &
     local gateway=$!
     local address=""
     for _ in $(seq 100); do
-        address="$(awk '/listening on/ {print $4}' "$work/out")"
+        address="$(awk '/listening on/ {print $4}' "$out")"
         [ -n "$address" ] && break
         sleep 0.05
     done
@@ -46,9 +50,13 @@ run() {
         env+=(MM_USER=bench MM_PASSWORD=bench-password)
     fi
     [ "$config" = tls ] && env+=(MM_TLS_CA="$work/ca.pem")
-    env "${env[@]}" "$bin/mm" bench pubsub --gateway "$address" --service BENCH --system "$system" \
-        --size "$size" --count "$count" --json --no-progress \
-        | sed -E 's/.*"messages_per_second":([0-9.]+).*/\1/'
+    local output
+    if ! output="$(env "${env[@]}" "$bin/mm" bench pubsub --gateway "$address" --service BENCH \
+        --system "$system" --size "$size" --count "$count" --json --no-progress)"; then
+        echo "run failed ($config $system $size); gateway log:" >&2
+        cat "$out" "$err" >&2
+    fi
+    sed -E 's/.*"messages_per_second":([0-9.]+).*/\1/' <<< "${output:-0}"
     kill "$gateway"
     wait "$gateway" 2>/dev/null || true
 }
