@@ -20,14 +20,41 @@ use crate::{mm_raw, nats};
 /// Connection parameters for benchmark clients: no reconnect (a lost connection fails the run),
 /// large pending limits (16 M messages, 1 GiB) so that a burst is measured, not dropped — a drop
 /// would fail the run as missing messages.
-fn mm_params(address: &str, service: &str, name: &str) -> ConnectionParams {
-    ConnectionParams::new(address, service)
+///
+/// TLS and credentials come from the environment, as for the other `mm` commands: `MM_TLS_CA`
+/// (with `MM_TLS_CERT` and `MM_TLS_KEY` for a client certificate), `MM_USER` and `MM_PASSWORD`,
+/// or `MM_TOKEN`.
+fn mm_params(address: &str, service: &str, name: &str) -> Result<ConnectionParams> {
+    let mut params = ConnectionParams::new(address, service)
         .with_client_name(name)
         .with_reconnect(ReconnectPolicy::disabled())
         .with_pending_limits(PendingLimits {
             messages: 16 << 20,
             bytes: 1 << 30,
-        })
+        });
+    let variable = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    if let Some(ca) = variable("MM_TLS_CA") {
+        let cert = variable("MM_TLS_CERT");
+        let key = variable("MM_TLS_KEY");
+        let client = cert
+            .as_deref()
+            .zip(key.as_deref())
+            .map(|(cert, key)| (std::path::Path::new(cert), std::path::Path::new(key)));
+        params = params.with_tls(
+            messaging_mesh::TlsParams::from_files(std::path::Path::new(&ca), client)
+                .context("MM_TLS_CA")?,
+        );
+    }
+    if let (Some(user), Some(password)) = (
+        std::env::var("MM_USER").ok(),
+        std::env::var("MM_PASSWORD").ok(),
+    ) {
+        params = params.with_user(user, password);
+    }
+    if let Ok(token) = std::env::var("MM_TOKEN") {
+        params = params.with_token(token);
+    }
+    Ok(params)
 }
 
 /// Publishes the workload's message as fast as the client allows.
@@ -50,7 +77,7 @@ impl Publisher {
     pub fn connect(system: System, address: &str, service: &str, payload: Payload) -> Result<Self> {
         Ok(match system {
             System::Mm => Publisher::Mm {
-                connection: Connection::connect(mm_params(address, service, "bench-pub"))
+                connection: Connection::connect(mm_params(address, service, "bench-pub")?)
                     .with_context(|| format!("connect to {address}"))?,
                 message: payload.message(),
             },
@@ -124,7 +151,7 @@ impl Subscriber {
     ) -> Result<Self> {
         match system {
             System::Mm => {
-                let connection = Connection::connect(mm_params(address, service, "bench-sub"))
+                let connection = Connection::connect(mm_params(address, service, "bench-sub")?)
                     .with_context(|| format!("connect to {address}"))?;
                 let counter = Counter::new();
                 let hits = counter.clone();
@@ -211,7 +238,7 @@ impl Responder {
         match system {
             System::Mm => {
                 let connection =
-                    Connection::connect(mm_params(address, service, "bench-responder"))?;
+                    Connection::connect(mm_params(address, service, "bench-responder")?)?;
                 let reply_with = connection.clone();
                 let reply = payload.message();
                 let subscription = connection.subscribe(subject, move |request| {
@@ -259,7 +286,7 @@ impl Requester {
     ) -> Result<Self> {
         Ok(match system {
             System::Mm => {
-                let mut params = mm_params(address, service, "bench-requester");
+                let mut params = mm_params(address, service, "bench-requester")?;
                 if let Some(spin) = spin {
                     params = params.with_request_spin(spin);
                 }

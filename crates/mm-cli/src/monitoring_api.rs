@@ -24,8 +24,9 @@ pub struct HttpArgs {
         default_value = "127.0.0.1:8222"
     )]
     pub address: String,
-    /// Token, if the server requires one (default: the MM_GATEWAY_HTTP_TOKEN variable).
-    #[arg(long, value_name = "TOKEN")]
+    /// Token of the monitoring server, if it requires one (default: the MM_GATEWAY_HTTP_TOKEN
+    /// variable). Named like the gateway's `--http-token`; `--token` is a client's credential.
+    #[arg(id = "http_token", long = "http-token", value_name = "TOKEN")]
     pub token: Option<String>,
 }
 
@@ -80,7 +81,9 @@ impl MonitoringClient {
                 serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))
             }
             401 => {
-                bail!("the monitoring server requires a token: --token TOKEN or {TOKEN_VARIABLE}")
+                bail!(
+                    "the monitoring server requires a token: --http-token TOKEN or {TOKEN_VARIABLE}"
+                )
             }
             _ => {
                 let message = serde_json::from_str::<ErrorBody>(&body)

@@ -517,3 +517,89 @@ fn bench_measures_throughput_and_latency_with_both_clients() {
     assert_eq!(result["payload"], "int32");
     assert_eq!(result["subscribers"], 0);
 }
+
+/// TLS and credentials from options and from the environment (docs/security.md).
+#[test]
+fn tls_and_credentials() {
+    use std::io::Write;
+    let pki = mm_testkit::pki::TestPki::new("cli");
+    let server = pki.issue("server", "gateway");
+    let mut passwd = Command::new(mm_testkit::binary_path("mm-gateway"))
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mm-gateway passwd");
+    writeln!(passwd.stdin.take().unwrap(), "cli-password").unwrap();
+    let hash = String::from_utf8(passwd.wait_with_output().unwrap().stdout).unwrap();
+    let config = mm_testkit::write_config(
+        "cli-tls",
+        &format!(
+            r#"{{"Tls": {{"CertFile": "{}", "KeyFile": "{}"}},
+                "ServiceSecurity": {{"{SERVICE}": {{"Users": [{{"Name": "ops", "PasswordHash": "{}",
+                    "Publish": {{"Allow": ["Ops.>", "_MM.STATS"]}}}}]}}}}}}"#,
+            server.cert.display(),
+            server.key.display(),
+            hash.trim()
+        ),
+    );
+    let gateway = GatewayProcess::start(&["--config", config.to_str().unwrap()]);
+    let ca = pki.ca_file().to_str().unwrap().to_owned();
+    // Options.
+    let output = run(mm(
+        &gateway,
+        "send",
+        &[
+            "--tls-ca",
+            &ca,
+            "--user",
+            "ops",
+            "--password",
+            "cli-password",
+            "Ops.Note",
+            "n=1",
+        ],
+    ));
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Environment.
+    let mut command = mm(&gateway, "stats", &[]);
+    command
+        .env("MM_TLS_CA", &ca)
+        .env("MM_USER", "ops")
+        .env("MM_PASSWORD", "cli-password");
+    let output = run(command);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("gateway_id"),
+        "{}",
+        stdout(&output)
+    );
+    // Wrong password, and plaintext: clear errors.
+    let output = run(mm(
+        &gateway,
+        "send",
+        &[
+            "--tls-ca",
+            &ca,
+            "--user",
+            "ops",
+            "--password",
+            "nope",
+            "Ops.Note",
+            "n=1",
+        ],
+    ));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("AUTHENTICATION_FAILED"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(mm(&gateway, "send", &["Ops.Note", "n=1"]));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("TLS_REQUIRED"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -93,7 +93,7 @@ fn top_and_stats_explain_a_missing_token_and_an_unreachable_server() {
         "{}",
         text(&refused)
     );
-    let allowed = mm(&["top", "--once", "--http", &http, "--token", "t0ken"]);
+    let allowed = mm(&["top", "--once", "--http", &http, "--http-token", "t0ken"]);
     assert!(allowed.status.success(), "{}", text(&allowed));
     let by_variable = Command::new(env!("CARGO_BIN_EXE_mm"))
         .args(["stats", "--http", &http, "--service", SERVICE])

@@ -38,9 +38,8 @@ use mm_wire::{
     Action, DEFAULT_MAX_FRAME, DecodeError, FrameDecoder, Header, HeaderView, Message,
     encode_control_frame, encode_frame, encode_frame_with_body, frame_length,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 
 use crate::dispatch::{Admit, DispatchBatch, QueuedMessage, SubscriptionEntry};
@@ -127,9 +126,36 @@ pub(crate) fn start(params: ConnectionParams, ready: Ready) -> Result<Arc<Shared
     Ok(shared)
 }
 
+/// The socket of a session: plain TCP, or TLS over it. Under TLS the socket is read through a
+/// 64 KiB buffer: rustls asks for 4 KiB at a time, which read straight from the socket would cost
+/// a syscall each.
+enum SessionStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::io::BufReader<TcpStream>>>),
+}
+
+impl SessionStream {
+    async fn read_buf(&mut self, buffer: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            SessionStream::Plain(stream) => stream.read_buf(buffer).await,
+            SessionStream::Tls(stream) => stream.read_buf(buffer).await,
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            SessionStream::Plain(stream) => stream.write_all(bytes).await,
+            SessionStream::Tls(stream) => {
+                stream.write_all(bytes).await?;
+                stream.flush().await
+            }
+        }
+    }
+}
+
 /// A TCP connection that completed the handshake.
 struct Session {
-    stream: TcpStream,
+    stream: SessionStream,
     /// Holds any bytes that arrived right behind the ACK.
     decoder: FrameDecoder,
     /// The MM/2 ACK body; `None` for an MM/1 gateway (empty ACK).
@@ -249,14 +275,35 @@ async fn handshake(params: &ConnectionParams) -> Result<Session, ConnectError> {
         address: params.address.clone(),
         error,
     };
-    let mut stream = TcpStream::connect(params.address.as_str())
+    let stream = TcpStream::connect(params.address.as_str())
         .await
         .map_err(io_error)?;
     let _ = stream.set_nodelay(true);
     let address = stream.peer_addr().map_err(io_error)?;
+    let mut stream = match &params.tls {
+        None => SessionStream::Plain(stream),
+        Some(tls) => {
+            let tls_error = |error: String| ConnectError::Tls {
+                address: params.address.clone(),
+                error,
+            };
+            let name = tls.name_for(&params.address).map_err(tls_error)?;
+            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+            let stream = connector
+                .connect(name, tokio::io::BufReader::with_capacity(64 * 1024, stream))
+                .await
+                .map_err(|error| tls_error(error.to_string()))?;
+            SessionStream::Tls(Box::new(stream))
+        }
+    };
     let mut options = ConnectOptions::mm2(format!("rust {}", env!("CARGO_PKG_VERSION")));
     options.heartbeat_ms = i32::try_from(params.heartbeat.as_millis()).unwrap_or(i32::MAX);
     options.no_responders = true;
+    if let Some((user, password)) = &params.user {
+        options.user = Some(user.clone());
+        options.password = Some(password.clone());
+    }
+    options.token = params.token.clone();
     let header = Header {
         subscription_id: 0,
         subject: params.service.as_bytes(),
@@ -337,15 +384,25 @@ fn activate(shared: &Shared, session: &Session) -> (SocketAddr, Protocol, usize,
         max_frame,
         heartbeat,
     });
+    // Under security the gateway assigns the inbox prefix (docs/security.md).
+    shared.requests.set_assigned_prefix(
+        session
+            .ack
+            .as_ref()
+            .and_then(|ack| ack.inbox_prefix.as_deref()),
+    );
     let inbox = shared.requests.pattern();
     let mut renewed = 0;
-    // A second handle on the socket, for direct writes by publishing threads (see outbound.rs).
-    let direct = session
-        .stream
-        .as_fd()
-        .try_clone_to_owned()
-        .ok()
-        .map(std::net::TcpStream::from);
+    // A second handle on the socket, for direct writes by publishing threads (see outbound.rs);
+    // none under TLS, where every byte goes through the session.
+    let direct = match &session.stream {
+        SessionStream::Plain(stream) => stream
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::net::TcpStream::from),
+        SessionStream::Tls(_) => None,
+    };
     let replayed = shared.outbound.open(max_frame, direct, |buffer| {
         let mut subscribe = |id: u32, pattern: &str| {
             let header = Header::new(Action::Subscribe)
@@ -428,7 +485,43 @@ async fn run_session(shared: &Arc<Shared>, session: Session) -> SessionEnd {
         // MM/1: no PINGs either way.
         None => (Duration::ZERO, Duration::ZERO),
     };
-    let (reader, writer) = stream.into_split();
+    match stream {
+        SessionStream::Plain(stream) => {
+            let (reader, writer) = stream.into_split();
+            run_halves(
+                shared,
+                reader,
+                writer,
+                decoder,
+                own_heartbeat,
+                gateway_heartbeat,
+            )
+            .await
+        }
+        SessionStream::Tls(stream) => {
+            let (reader, writer) = tokio::io::split(*stream);
+            run_halves(
+                shared,
+                reader,
+                writer,
+                decoder,
+                own_heartbeat,
+                gateway_heartbeat,
+            )
+            .await
+        }
+    }
+}
+
+/// Runs a session's reading, writing and heartbeats until one of them ends it.
+async fn run_halves(
+    shared: &Arc<Shared>,
+    reader: impl AsyncRead + Unpin,
+    writer: impl AsyncWrite + Unpin,
+    decoder: FrameDecoder,
+    own_heartbeat: Duration,
+    gateway_heartbeat: Duration,
+) -> SessionEnd {
     let last_received = Cell::new(Instant::now());
     let last_sent = Cell::new(Instant::now());
     tokio::select! {
@@ -447,7 +540,7 @@ async fn run_session(shared: &Arc<Shared>, session: Session) -> SessionEnd {
 /// Writes whatever publishers queued, one swap at a time; on close, the rest and DISCONNECT.
 async fn write_loop(
     shared: &Shared,
-    mut writer: OwnedWriteHalf,
+    mut writer: impl AsyncWrite + Unpin,
     last_sent: &Cell<Instant>,
 ) -> SessionEnd {
     let mut spare = BytesMut::with_capacity(READ_CHUNK);
@@ -491,7 +584,7 @@ async fn write_loop(
 /// Writes all of `bytes`, counting each `write` call.
 async fn write_counted(
     shared: &Shared,
-    writer: &mut OwnedWriteHalf,
+    writer: &mut (impl AsyncWrite + Unpin),
     mut bytes: &[u8],
 ) -> std::io::Result<()> {
     while !bytes.is_empty() {
@@ -503,7 +596,8 @@ async fn write_counted(
         Counters::add(&shared.counters.bytes_written, written as u64);
         bytes = &bytes[written..];
     }
-    Ok(())
+    // TLS holds what it encrypted until flushed (a plain socket has nothing to flush).
+    writer.flush().await
 }
 
 // -----------------------------------------------------------------------------------------
@@ -564,7 +658,7 @@ async fn heartbeat_loop(
 /// buffer.
 async fn read_loop(
     shared: &Shared,
-    mut reader: OwnedReadHalf,
+    mut reader: impl AsyncRead + Unpin,
     mut decoder: FrameDecoder,
     last_received: &Cell<Instant>,
 ) -> SessionLost {

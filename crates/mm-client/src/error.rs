@@ -154,6 +154,15 @@ pub enum ConnectError {
         /// The ERROR text.
         text: String,
     },
+    /// The TLS handshake with the gateway failed (an untrusted certificate, or a gateway that
+    /// does not speak TLS on that port).
+    #[error("TLS handshake with {address} failed: {error}")]
+    Tls {
+        /// The address as given.
+        address: String,
+        /// What failed.
+        error: String,
+    },
     /// The gateway closed the connection before its ACK.
     #[error("gateway {address} closed the connection during the handshake")]
     ClosedDuringHandshake {

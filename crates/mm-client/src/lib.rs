@@ -113,6 +113,7 @@ mod requests;
 mod shared;
 mod spin;
 mod status;
+mod tls;
 
 pub use async_connection::{AsyncConnection, AsyncSubscription};
 pub use connection::{Connection, Subscription};
@@ -128,6 +129,7 @@ pub use params::{
 };
 pub use received::Received;
 pub use status::{ConnectionStats, ConnectionStatus, GatewayInfo};
+pub use tls::{TlsParams, TlsSetupError};
 
 /// The message model, re-exported from `mm-wire`.
 pub use mm_wire::{Field, FieldError, FieldType, FieldValue, Message, Text};

@@ -145,6 +145,9 @@ pub struct ConnectionParams {
     pub(crate) request_spin: Duration,
     pub(crate) notification_hook: Option<NotificationHook>,
     pub(crate) logger: Option<Logger>,
+    pub(crate) user: Option<(String, String)>,
+    pub(crate) token: Option<String>,
+    pub(crate) tls: Option<crate::TlsParams>,
 }
 
 impl ConnectionParams {
@@ -164,7 +167,31 @@ impl ConnectionParams {
             request_spin: DEFAULT_REQUEST_SPIN,
             notification_hook: None,
             logger: None,
+            user: None,
+            token: None,
+            tls: None,
         }
+    }
+
+    /// Authenticates as `user` with `password` (services with users; send it over TLS).
+    #[must_use]
+    pub fn with_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Authenticates with a bearer token.
+    #[must_use]
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Connects over TLS.
+    #[must_use]
+    pub fn with_tls(mut self, tls: crate::TlsParams) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The name the gateway shows for this client (default: the program's name). Informational.
@@ -284,6 +311,9 @@ impl fmt::Debug for ConnectionParams {
             .field("request_spin", &self.request_spin)
             .field("notification_hook", &self.notification_hook.is_some())
             .field("logger", &self.logger.is_some())
+            .field("user", &self.user.as_ref().map(|(user, _)| user))
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }

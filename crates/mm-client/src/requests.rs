@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use mm_wire::DecodeError;
 use rand::RngCore;
@@ -69,13 +69,24 @@ pub(crate) enum Outcome {
     Closed,
 }
 
-/// The connection's inbox and its waiters.
-pub(crate) struct Requests {
+/// The inbox's subjects.
+#[derive(Debug)]
+struct InboxNames {
     /// `_INBOX.<token>.`: reply subjects are this plus a number.
     prefix: String,
-    /// `_INBOX.<token>`: inboxes made by `create_inbox` start with this plus `_`, so that the
-    /// muxed subscription (`prefix` + `*`) never matches them.
-    inbox_base: String,
+    /// What inboxes made by `create_inbox` start with (a number follows), chosen so that the
+    /// muxed subscription (`prefix` + `*`) never matches them: `_INBOX.<token>_`, or under a
+    /// prefix the gateway assigned, `<prefix>._.`.
+    created: String,
+}
+
+/// The connection's inbox and its waiters.
+pub(crate) struct Requests {
+    /// The inbox's subjects: the library's own random token, or the prefix the gateway
+    /// assigned to the session (security on, docs/security.md).
+    names: RwLock<Arc<InboxNames>>,
+    /// The library's own names, used when the gateway assigns none.
+    own: Arc<InboxNames>,
     /// Numbers for reply subjects, flush PINGs and created inboxes.
     next: AtomicU64,
     /// Requests (and MM/1 flushes) waiting for a message on their reply subject.
@@ -92,18 +103,41 @@ impl Requests {
     /// A new inbox with a fresh secure random token.
     pub(crate) fn new() -> Result<Requests, rand::Error> {
         let token = secure_token(INBOX_TOKEN_LEN)?;
-        Ok(Requests {
+        let own = Arc::new(InboxNames {
             prefix: format!("_INBOX.{token}."),
-            inbox_base: format!("_INBOX.{token}"),
+            created: format!("_INBOX.{token}_"),
+        });
+        Ok(Requests {
+            names: RwLock::new(own.clone()),
+            own,
             next: AtomicU64::new(1),
             replies: Mutex::new(HashMap::new()),
             pongs: Mutex::new(HashMap::new()),
         })
     }
 
+    fn names(&self) -> Arc<InboxNames> {
+        self.names
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Uses the inbox prefix the gateway assigned to a new session (`None`: the library's own).
+    pub(crate) fn set_assigned_prefix(&self, assigned: Option<&str>) {
+        let names = match assigned {
+            Some(prefix) => Arc::new(InboxNames {
+                prefix: format!("{prefix}."),
+                created: format!("{prefix}._."),
+            }),
+            None => self.own.clone(),
+        };
+        *self.names.write().unwrap_or_else(PoisonError::into_inner) = names;
+    }
+
     /// The muxed inbox pattern, `_INBOX.<token>.*`.
     pub(crate) fn pattern(&self) -> String {
-        format!("{}*", self.prefix)
+        format!("{}*", self.names().prefix)
     }
 
     /// A fresh number.
@@ -113,7 +147,7 @@ impl Requests {
 
     /// A unique inbox subject for the application's own subscriptions.
     pub(crate) fn create_inbox(&self) -> String {
-        format!("{}_{}", self.inbox_base, self.next_number())
+        format!("{}{}", self.names().created, self.next_number())
     }
 
     /// Registers a reply waiter; returns its reply subject's number, the subject, and the
@@ -122,7 +156,11 @@ impl Requests {
         let number = self.next_number();
         let (completer, completion) = completion::channel();
         lock(&self.replies).insert(number, completer);
-        (number, format!("{}{number}", self.prefix), completion)
+        (
+            number,
+            format!("{}{number}", self.names().prefix),
+            completion,
+        )
     }
 
     /// Forgets a reply waiter (answered, timed out, or its request could not be sent).
@@ -148,7 +186,8 @@ impl Requests {
 
     /// The number in a reply subject of this inbox, if it is one.
     pub(crate) fn reply_number(&self, subject: &[u8]) -> Option<u64> {
-        let rest = subject.strip_prefix(self.prefix.as_bytes())?;
+        let names = self.names();
+        let rest = subject.strip_prefix(names.prefix.as_bytes())?;
         std::str::from_utf8(rest).ok()?.parse().ok()
     }
 

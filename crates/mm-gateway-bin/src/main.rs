@@ -1,9 +1,11 @@
 //! `mm-gateway`: the Messaging Mesh broker.
 //!
 //! Parses the command line, sets up logging, loads the configuration, and runs the gateway until
-//! SIGINT or SIGTERM. The first line on stdout is `mm-gateway listening on ADDR:PORT`, printed once
-//! the socket accepts connections; with `--http`, the second is `mm-gateway monitoring on
-//! http://ADDR:PORT`.
+//! SIGINT or SIGTERM; SIGHUP reloads the security settings of the configuration file
+//! (certificates, keys, the mesh secret, users). The first line on stdout is `mm-gateway
+//! listening on ADDR:PORT`, printed once the socket accepts connections; with `--http`, the second
+//! is `mm-gateway monitoring on http://ADDR:PORT`. `mm-gateway passwd` prints the hash of a
+//! password or token for the configuration file.
 
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
@@ -28,9 +30,11 @@ const TOKEN_VARIABLE: &str = "MM_GATEWAY_HTTP_TOKEN";
     name = "mm-gateway",
     version,
     about = "The Messaging Mesh gateway: pub/sub broker and mesh node",
-    after_help = "Examples:\n  mm-gateway                      listen on 0.0.0.0:5050\n  mm-gateway --port 0             pick a free port (printed on the first line)\n  mm-gateway --config mesh.json   start the meshes listed in the file\n  mm-gateway --http 8222          monitoring on http://127.0.0.1:8222 (dashboard, /metrics)\n\nLogging: --log-level or RUST_LOG (e.g. RUST_LOG=mm_gateway=debug)."
+    after_help = "Examples:\n  mm-gateway                      listen on 0.0.0.0:5050\n  mm-gateway --port 0             pick a free port (printed on the first line)\n  mm-gateway --config mesh.json   start the meshes listed in the file\n  mm-gateway --http 8222          monitoring on http://127.0.0.1:8222 (dashboard, /metrics)\n  mm-gateway passwd               print the hash of a password (read from stdin)\n\nLogging: --log-level or RUST_LOG (e.g. RUST_LOG=mm_gateway=debug).\nSIGHUP reloads certificates, keys, the mesh secret and users from --config."
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// TCP port to listen on; 0 picks a free one.
     #[arg(short, long)]
     port: Option<u16>,
@@ -64,10 +68,26 @@ struct Args {
     log_level: String,
 }
 
+/// Other things the binary does.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Prints the argon2id hash of a password or token (read from stdin, one line) for
+    /// `PasswordHash` or `TokenHash` in the configuration file.
+    Passwd {
+        /// Generate a random token instead of reading one, and print it (first line) and its
+        /// hash (second line).
+        #[arg(long)]
+        generate_token: bool,
+    },
+}
+
 fn main() -> ExitCode {
     // Before any thread starts: one malloc arena, so freed memory can go back to the system.
     mm_gateway::memory::use_single_arena();
     let args = Args::parse();
+    if let Some(Command::Passwd { generate_token }) = args.command {
+        return passwd(generate_token);
+    }
     init_logging(&args.log_level);
     let mut config = GatewayConfig::default();
     if let Some(path) = &args.config {
@@ -131,7 +151,7 @@ fn main() -> ExitCode {
             "the monitoring server listens beyond this host without a token: anyone who can reach it sees the gateway's clients and traffic"
         );
     }
-    match run(config) {
+    match run(config, args.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("mm-gateway: {error:#}");
@@ -151,7 +171,56 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn run(config: GatewayConfig) -> anyhow::Result<()> {
+/// `mm-gateway passwd`.
+fn passwd(generate_token: bool) -> ExitCode {
+    let secret = if generate_token {
+        use std::fmt::Write as _;
+        let bytes: [u8; 24] = rand_bytes();
+        bytes.iter().fold(String::new(), |mut text, byte| {
+            let _ = write!(text, "{byte:02x}");
+            text
+        })
+    } else {
+        if std::io::stdin().is_terminal() {
+            eprint!("password: ");
+        }
+        let mut line = String::new();
+        if let Err(error) = std::io::stdin().read_line(&mut line) {
+            eprintln!("mm-gateway: cannot read the password: {error}");
+            return ExitCode::FAILURE;
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_owned();
+        if line.is_empty() {
+            eprintln!("mm-gateway: empty password");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        line
+    };
+    match mm_gateway::hash_secret(&secret) {
+        Ok(hash) => {
+            if generate_token {
+                println!("{secret}");
+            }
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("mm-gateway: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Random bytes from the operating system.
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut random, &mut bytes);
+    }
+    bytes
+}
+
+fn run(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -166,6 +235,9 @@ fn run(config: GatewayConfig) -> anyhow::Result<()> {
         }
         stdout.flush()?;
         drop(stdout);
+        if let Some(path) = config_path {
+            tokio::spawn(reload_on_hangup(path, gateway.security_reloader()));
+        }
         gateway.run_until(shutdown_signal()).await;
         Ok(())
     })
@@ -184,6 +256,33 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+/// On each SIGHUP: reads the configuration file again and puts its security settings in force
+/// (other settings need a restart). A file that cannot be used changes nothing.
+async fn reload_on_hangup(path: PathBuf, reloader: mm_gateway::SecurityReloader) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        warn!("cannot install the SIGHUP handler: no reloading");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let mut config = GatewayConfig::default();
+        let result = config
+            .apply_file(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| {
+                reloader
+                    .reload(&config.security)
+                    .map_err(anyhow::Error::from)
+            });
+        match result {
+            Ok(()) => tracing::info!(file = %path.display(), "security settings reloaded"),
+            Err(error) => {
+                warn!(file = %path.display(), "reload failed, nothing changed: {error:#}")
+            }
+        }
     }
 }
 

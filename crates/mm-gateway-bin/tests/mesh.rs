@@ -438,6 +438,8 @@ impl FakePeer {
             gateway_id: Some("0000000000000000000000000000fa4e".into()),
             max_frame: mm_wire::DEFAULT_MAX_FRAME,
             heartbeat_ms: 0,
+            inbox_prefix: None,
+            mesh_auth: None,
         };
         let mut bytes = Vec::new();
         encode_frame(&mut bytes, &Header::new(Action::Ack), &ack.mesh_message()).unwrap();

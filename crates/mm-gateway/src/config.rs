@@ -31,6 +31,8 @@
 //! not JSON, or a value of the wrong type or out of range, is an error. Command-line options
 //! override the file. Mesh discovery (etcd, DNS) has its keys in [`discovery`].
 
+pub mod security;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -214,6 +216,8 @@ pub struct GatewayConfig {
     pub advertise_address: Option<String>,
     /// How mesh peers are discovered besides the listed addresses: etcd, DNS.
     pub discovery: DiscoveryConfig,
+    /// TLS, mesh authentication, users and permissions (none by default).
+    pub security: security::SecurityConfig,
 }
 
 /// One entry of `StartupMeshes`: a service and the gateways of its mesh.
@@ -253,6 +257,7 @@ impl Default for GatewayConfig {
             coordinator_stats: false,
             advertise_address: None,
             discovery: DiscoveryConfig::default(),
+            security: security::SecurityConfig::default(),
         }
     }
 }
@@ -307,17 +312,27 @@ impl GatewayConfig {
             path: path.to_owned(),
             source,
         })?;
-        self.apply_json(&text).map_err(|error| match error {
-            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
-                path: path.to_owned(),
-                message,
-            },
-            other => other,
-        })
+        self.apply_json_in(&text, path.parent())
+            .map_err(|error| match error {
+                ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message,
+                },
+                other => other,
+            })
     }
 
     /// Applies configuration text (JSON with comments). See [`GatewayConfig::apply_file`].
     pub fn apply_json(&mut self, text: &str) -> Result<Vec<String>, ConfigError> {
+        self.apply_json_in(text, None)
+    }
+
+    /// Applies configuration text whose relative paths are relative to `base`.
+    fn apply_json_in(
+        &mut self,
+        text: &str,
+        base: Option<&Path>,
+    ) -> Result<Vec<String>, ConfigError> {
         let stripped = strip_comments(text);
         let file: ConfigFile =
             serde_json::from_str(&stripped).map_err(|error| ConfigError::Syntax {
@@ -504,6 +519,14 @@ impl GatewayConfig {
                 dns,
             });
         }
+        security::SecurityKeys {
+            tls: file.tls,
+            mesh_tls: file.mesh_tls,
+            mesh_secret_file: file.mesh_secret_file,
+            mesh_secret: file.mesh_secret,
+            service_security: file.service_security,
+        }
+        .apply(&mut self.security, base, &mut warnings)?;
         Ok(warnings)
     }
 }
@@ -615,6 +638,11 @@ struct ConfigFile {
     dns_servers: Option<Vec<String>>,
     dns_refresh_ms: Option<u64>,
     discovery_grace_ms: Option<u64>,
+    tls: Option<security::TlsFile>,
+    mesh_tls: Option<security::MeshTlsFile>,
+    mesh_secret_file: Option<String>,
+    mesh_secret: Option<String>,
+    service_security: Option<BTreeMap<String, security::ServiceFile>>,
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }

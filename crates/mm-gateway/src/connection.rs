@@ -20,6 +20,7 @@ use slotmap::SlotMap;
 use crate::counters::ConnectionCounters;
 use crate::log_limit::WarningBudget;
 use crate::outbound::OutboundBuffer;
+use crate::permissions::Access;
 use crate::rate_limit::TokenBucket;
 use crate::socket::ConnectionHandle;
 use crate::subscriptions::Subscriptions;
@@ -198,6 +199,11 @@ pub(crate) struct Connection {
     /// Publishers stalled on this connection's backlog, woken when it drains below half its
     /// bound. At most one entry per publisher.
     pub(crate) stalled_publishers: Vec<ConnectionKey>,
+    /// What the client may do, when its service has security on (`None`: everything, as
+    /// without security; always `None` for mesh links).
+    pub(crate) access: Option<Box<Access>>,
+    /// Largest frame accepted from it.
+    pub(crate) max_frame: u32,
 }
 
 /// What a new connection is, as the service loop attaches it.
@@ -214,6 +220,10 @@ pub(crate) struct NewConnection {
     pub(crate) protocol: Protocol,
     /// The peer's announced heartbeat interval.
     pub(crate) peer_heartbeat: Duration,
+    /// What the client may do (security on).
+    pub(crate) access: Option<Box<Access>>,
+    /// Largest frame accepted from it.
+    pub(crate) max_frame: u32,
 }
 
 impl Connection {
@@ -242,18 +252,30 @@ impl Connection {
             last_sent: now,
             delivered_sequence: 0,
             stalled_publishers: Vec::new(),
+            access: new.access,
+            max_frame: new.max_frame,
         }
     }
 
-    /// The connection's id, name and address, for log lines.
+    /// The connection's id, name and address (and user), for log lines.
     pub(crate) fn describe(&self) -> String {
-        format!(
-            "{} #{} `{}` at {}",
-            self.role.kind(),
-            self.id,
-            self.name,
-            self.address
-        )
+        match &self.access {
+            Some(access) => format!(
+                "{} #{} `{}` at {} (user {})",
+                self.role.kind(),
+                self.id,
+                self.name,
+                self.address,
+                access.grant.who()
+            ),
+            None => format!(
+                "{} #{} `{}` at {}",
+                self.role.kind(),
+                self.id,
+                self.name,
+                self.address
+            ),
+        }
     }
 
     /// Queues a whole frame the gateway built, and counts it.
@@ -263,15 +285,22 @@ impl Connection {
         self.counters.bytes_out += frame.len() as u64;
     }
 
-    /// Writes as much queued output as the socket takes, with one vectored `write`.
+    /// Writes as much queued output as the socket takes, with one vectored `write` (through
+    /// the TLS session, if any, which may also hold ciphertext of earlier writes).
     pub(crate) fn write_some(&mut self) -> Result<(), CloseReason> {
         if self.outbound.is_empty() {
+            if self.handle.tls_wants_write() {
+                return self.handle.flush_tls().map_err(|error| {
+                    tracing::debug!(%error, "write failed");
+                    CloseReason::WriteError
+                });
+            }
             return Ok(());
         }
-        let stream = &self.handle.stream;
+        let handle = &self.handle;
         match self
             .outbound
-            .write_with(|slices| stream.try_write_vectored(slices))
+            .write_with(|slices| handle.write_vectored(slices))
         {
             Ok(_) => {
                 self.counters.write_calls += 1;

@@ -12,6 +12,7 @@ use crate::events::EventLog;
 
 /// A message for the `_COORDINATOR` service: subject and encoded body.
 pub(crate) type CoordinatorMessage = (String, Vec<u8>);
+use crate::security::{Security, SecurityState};
 
 /// What the whole gateway shares with its services. Read-only after start, except the id counter.
 #[derive(Debug)]
@@ -40,12 +41,31 @@ pub struct GatewayContext {
     /// Where services leave their statistics for `_COORDINATOR` (SPEC §11); set while they are
     /// published.
     pub(crate) coordinator_outbox: OnceLock<tokio::sync::mpsc::Sender<CoordinatorMessage>>,
+    /// TLS, mesh authentication and users in force.
+    pub(crate) security: Security,
+    /// Clients refused for bad or missing credentials, all services.
+    pub(crate) authentication_failures: AtomicU64,
+    /// Mesh peers refused for failing authentication.
+    pub(crate) mesh_authentication_failures: AtomicU64,
 }
 
 impl GatewayContext {
-    /// A context with a fresh random `gateway_id`.
+    /// A context with a fresh random `gateway_id` and no security in force (see
+    /// [`crate::Gateway::bind`] for a gateway that applies its configuration's).
     pub fn new(config: GatewayConfig, listen_address: SocketAddr) -> Self {
+        Self::with_security(config, listen_address, SecurityState::default())
+    }
+
+    /// A context with `security` in force.
+    pub(crate) fn with_security(
+        config: GatewayConfig,
+        listen_address: SocketAddr,
+        security: SecurityState,
+    ) -> Self {
         GatewayContext {
+            security: Security::new(security),
+            authentication_failures: AtomicU64::new(0),
+            mesh_authentication_failures: AtomicU64::new(0),
             config,
             gateway_id: format!("{:032x}", rand::random::<u128>()),
             listen_address,
@@ -77,6 +97,8 @@ impl GatewayContext {
             gateway_id: for_mesh_link.then(|| self.gateway_id.clone()),
             max_frame: self.config.max_frame,
             heartbeat_ms: self.heartbeat_ms(),
+            inbox_prefix: None,
+            mesh_auth: None,
         }
     }
 
@@ -87,6 +109,7 @@ impl GatewayContext {
             gateway_name: self.config.name.clone(),
             gateway_id: Some(self.gateway_id.clone()),
             heartbeat_ms: self.heartbeat_ms(),
+            mesh_auth: None,
         }
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct ServiceCounters {
     pub(crate) closed_connections: ConnectionCounters,
     /// Connections closed as slow consumers.
     pub(crate) slow_consumers: u64,
+    /// Publishes and subscriptions refused by permissions.
+    pub(crate) permission_denied: u64,
     /// Mesh links closed because their queue passed its bound.
     pub(crate) slow_links: u64,
     /// Frames discarded from the queues of slow consumers and slow links.
@@ -90,6 +92,7 @@ impl ServiceCounters {
             connections_total: 0,
             closed_connections: ConnectionCounters::default(),
             slow_consumers: 0,
+            permission_denied: 0,
             slow_links: 0,
             dropped_frames: 0,
             dropped_bytes: 0,

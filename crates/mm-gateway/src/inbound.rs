@@ -13,7 +13,8 @@
 
 use bytes::{Buf, BytesMut};
 use mm_wire::{DecodeError, frame_length};
-use tokio::net::TcpStream;
+
+use crate::socket::ConnectionHandle;
 
 /// Size of the shared read buffer: one read takes at most this much from a socket.
 pub(crate) const READ_BUFFER_BYTES: usize = 128 * 1024;
@@ -66,11 +67,11 @@ impl ReadResult {
 }
 
 /// Processes the complete frames waiting in `partial` (left by a paused batch), then reads once
-/// from `stream` — into `shared` when no frame is incomplete, else into `partial` — and hands
+/// from the connection's socket (through its TLS session, if any) — into `shared` when no frame is incomplete, else into `partial` — and hands
 /// every complete frame to `on_frame`, in order. What is left (an incomplete frame, or frames a
 /// pause left unprocessed) stays in `partial`.
 pub(crate) fn read_frames(
-    stream: &TcpStream,
+    socket: &ConnectionHandle,
     partial: &mut BytesMut,
     shared: &mut [u8],
     max_frame: u32,
@@ -91,7 +92,7 @@ pub(crate) fn read_frames(
     }
     if partial.is_empty() {
         // The common case: read into the shared buffer, keep only an incomplete tail.
-        let read = match stream.try_read(shared) {
+        let read = match socket.read(shared) {
             Ok(0) => return ReadResult::without_data(ReadStatus::PeerClosed),
             Ok(read) => read,
             Err(error) => return ReadResult::without_data(failed(error)),
@@ -119,7 +120,7 @@ pub(crate) fn read_frames(
         let wanted = frame_length_hint(partial).saturating_sub(partial.len());
         partial.reserve(wanted.clamp(4096, READ_BUFFER_BYTES));
         let spare = partial.capacity() - partial.len();
-        let read = match stream.try_read_buf(partial) {
+        let read = match socket.read_buf(partial) {
             Ok(0) => return ReadResult::without_data(ReadStatus::PeerClosed),
             Ok(read) => read,
             Err(error) => return ReadResult::without_data(failed(error)),

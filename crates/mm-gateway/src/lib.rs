@@ -33,6 +33,11 @@
 //! * `subscriptions` — one connection's subscriptions, indexed by id and by pattern.
 //! * `counters`, `stats` — counters, and the `_MM.STATS` answer built from them.
 //! * `memory` — handing memory back to the system after a burst.
+//! * [`security`] — TLS, mesh authentication and users in force (reloaded on SIGHUP); `auth`
+//!   (credentials, argon2id), `permissions` (subject permissions, private replies, per-user
+//!   limits), [`tls`] (certificates, rustls configurations), `transport` (TLS on a connection's
+//!   socket, sans I/O), `mesh::auth` (the mesh challenge–response), `listener::handshake` (TLS,
+//!   the first frame, authentication). docs/security.md tells the whole story.
 //! * `log_limit`, `rate_limit` — warnings a few at a time, subjects cut short in logs; how often
 //!   a connection may ask for something costly.
 //! * `monitoring` — what a service keeps to be watched (rates, top subjects counted by
@@ -43,6 +48,7 @@
 //! Dependencies between these modules point one way — `service` uses the parts, the parts never
 //! use `service` — and docs/architecture.md draws the picture.
 
+mod auth;
 pub mod config;
 mod connection;
 mod context;
@@ -59,8 +65,10 @@ mod mesh;
 mod monitoring;
 mod monitoring_server;
 mod outbound;
+mod permissions;
 mod rate_limit;
 mod router;
+pub mod security;
 mod service;
 mod socket;
 mod stats;
@@ -68,7 +76,9 @@ mod subject_tally;
 pub mod subject_trie;
 mod subscriptions;
 #[cfg(test)]
-mod test_harness;
+mod test_io;
+pub mod tls;
+mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -78,8 +88,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub use auth::hash_secret;
 pub use config::{ConfigError, GatewayConfig, Limits, MeshConfig};
 pub use context::GatewayContext;
+pub use security::{SecurityError, SecurityReloader};
 
 /// A gateway that failed to start.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +117,9 @@ pub enum GatewayError {
     /// read, an unreadable resolver configuration).
     #[error("mesh discovery: {0}")]
     Discovery(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The security settings (certificates, keys, the mesh secret) cannot be used.
+    #[error("security settings")]
+    Security(#[from] SecurityError),
     /// A configured service could not be started.
     #[error("cannot start service `{service}`")]
     Service {
@@ -148,7 +163,13 @@ impl Gateway {
             ),
             None => None,
         };
-        let context = Arc::new(GatewayContext::new(config, local_address));
+        let security = security::SecurityState::load(&config.security)?;
+        startup_warnings(&config, local_address, &security);
+        let context = Arc::new(GatewayContext::with_security(
+            config,
+            local_address,
+            security,
+        ));
         let coordinator_outbox = if context.config.coordinator_stats {
             let (sender, receiver) = coordinator_stats::outbox();
             let _ = context.coordinator_outbox.set(sender);
@@ -195,6 +216,13 @@ impl Gateway {
     /// The address the gateway listens on (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_address
+    }
+
+    /// Puts new security settings in force while the gateway runs (SIGHUP).
+    pub fn security_reloader(&self) -> SecurityReloader {
+        SecurityReloader {
+            context: self.context.clone(),
+        }
     }
 
     /// This gateway's `gateway_id`.
@@ -244,5 +272,52 @@ impl Gateway {
         }
         self.registry.shutdown().await;
         info!("stopped");
+    }
+}
+
+/// Warns about security settings that leave something open or cannot work: a gateway listening
+/// beyond loopback with a service open to everyone who can reach the port, unauthenticated mesh
+/// links, a TLS-only port with peers dialled in plaintext (docs/security.md).
+fn startup_warnings(
+    config: &GatewayConfig,
+    address: SocketAddr,
+    security: &security::SecurityState,
+) {
+    if !config.meshes.is_empty()
+        && config.security.mesh_tls.is_none()
+        && config
+            .security
+            .tls
+            .as_ref()
+            .is_some_and(|tls| !tls.allow_plaintext)
+    {
+        tracing::warn!(
+            "the port accepts TLS only, but without MeshTls this gateway dials its mesh peers in \
+             plaintext, which their TLS-only ports refuse: configure MeshTls (docs/security.md)"
+        );
+    }
+    if address.ip().is_loopback() {
+        return;
+    }
+    let every_service_authenticates = config.security.authenticates_every_service()
+        || config.allowed_services.as_ref().is_some_and(|allowed| {
+            allowed
+                .iter()
+                .all(|service| security.service(service).is_some())
+        });
+    if !every_service_authenticates {
+        tracing::warn!(
+            %address,
+            "listening on a non-loopback address without authentication: anyone who can reach \
+             this port can join services, subscribe to anything and read replies; configure \
+             ServiceSecurity (docs/security.md)"
+        );
+    }
+    if !config.meshes.is_empty() && !security.mesh_authenticated() {
+        tracing::warn!(
+            %address,
+            "mesh links are not authenticated: configure MeshSecretFile or MeshTls \
+             (docs/security.md)"
+        );
     }
 }

@@ -19,25 +19,24 @@
 //! connections are not affected.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mm_wire::handshake::{ConnectOptions, ErrorCode, PeerHello, Protocol};
-use mm_wire::subject::validate_service_name_bytes;
-use mm_wire::{Action, Frame, FrameDecoder, Header, encode_frame};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::warn;
 
-use crate::config::MAX_HANDSHAKE_FRAME_BYTES;
 use crate::context::GatewayContext;
-use crate::log_limit::{WarningBudget, shown};
+use crate::log_limit::WarningBudget;
 use crate::mesh::DiscoveryReport;
 use crate::service::{self, Incoming, ServiceCommand, ServiceHandle};
-use crate::socket::send_and_close;
+
+mod handshake;
+
+use handshake::handshake;
 
 /// First pause after a failed `accept`; doubled while it keeps failing.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(10);
@@ -51,6 +50,9 @@ const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Warnings about connections in their handshake, logged per window (the rest are counted).
 const HANDSHAKE_WARNINGS_PER_WINDOW: u32 = 20;
 
+/// Warnings about failed authentications, logged per window (the rest are counted).
+const AUTH_WARNINGS_PER_WINDOW: u32 = 20;
+
 /// The services of this gateway, by name.
 pub(crate) struct ServiceRegistry {
     context: Arc<GatewayContext>,
@@ -61,6 +63,11 @@ pub(crate) struct ServiceRegistry {
     shutdown: CancellationToken,
     /// Warnings about connections in their handshake (from anyone who can reach the port).
     warnings: Mutex<WarningBudget>,
+    /// Warnings about failed authentications (clients and mesh peers).
+    auth_warnings: Mutex<WarningBudget>,
+    /// Password and token verifications running at once (each is costly by design): at most one
+    /// per core, off the event loop.
+    verifications: Semaphore,
 }
 
 /// Why a service cannot be used.
@@ -90,6 +97,10 @@ impl ServiceRegistry {
             services: Mutex::new(HashMap::new()),
             shutdown,
             warnings: Mutex::new(WarningBudget::new(HANDSHAKE_WARNINGS_PER_WINDOW)),
+            auth_warnings: Mutex::new(WarningBudget::new(AUTH_WARNINGS_PER_WINDOW)),
+            verifications: Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |cores| cores.get()),
+            ),
         }
     }
 
@@ -287,8 +298,27 @@ impl ServiceRegistry {
             .unwrap_or(false)
     }
 
+    /// Whether a warning about a failed authentication may be logged now.
+    fn auth_warning_allowed(&self) -> bool {
+        self.auth_warnings
+            .lock()
+            .map(|mut budget| budget.allow(Instant::now()))
+            .unwrap_or(false)
+    }
+
     /// Logs how many handshake warnings were suppressed, once their window is over.
     fn summarize_warnings(&self) {
+        let suppressed = self
+            .auth_warnings
+            .lock()
+            .ok()
+            .and_then(|mut budget| budget.take_summary(Instant::now()));
+        if let Some(suppressed) = suppressed {
+            warn!(
+                suppressed,
+                "more warnings about failed authentications were suppressed"
+            );
+        }
         let suppressed = self
             .warnings
             .lock()
@@ -407,220 +437,4 @@ pub(crate) async fn accept_loop(
     }
     handshakes.close();
     handshakes.wait().await;
-}
-
-/// Reads the first frame and hands the connection to its service.
-async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<ServiceRegistry>) {
-    let config = &registry.context.config;
-    if let Err(error) = stream.set_nodelay(true) {
-        debug!(%address, %error, "cannot set TCP_NODELAY");
-    }
-    let mut decoder = FrameDecoder::new(config.max_frame.min(MAX_HANDSHAKE_FRAME_BYTES));
-    let first =
-        match tokio::time::timeout(config.handshake_timeout, read_frame(&stream, &mut decoder))
-            .await
-        {
-            Err(_) => {
-                if registry.warning_allowed() {
-                    info!(%address, "no CONNECT within the handshake timeout: closing");
-                }
-                return;
-            }
-            Ok(Err(reason)) => {
-                if registry.warning_allowed() {
-                    info!(%address, "closing before CONNECT: {reason}");
-                }
-                return;
-            }
-            Ok(Ok(frame)) => frame,
-        };
-    let action = first.action();
-    if !matches!(action, Some(Action::Connect | Action::ConnectMeshPeer)) {
-        if registry.warning_allowed() {
-            warn!(
-                %address,
-                action = first.header().action_byte,
-                "frame before CONNECT: closing"
-            );
-        }
-        return;
-    }
-    let body = match first.message() {
-        Ok(body) => body,
-        Err(error) => {
-            if registry.warning_allowed() {
-                warn!(%address, %error, "undecodable CONNECT body: closing");
-            }
-            return;
-        }
-    };
-    let protocol = if action == Some(Action::Connect) {
-        ConnectOptions::from_message(&body).0.protocol()
-    } else {
-        PeerHello::from_message(&body).protocol()
-    };
-    let service_name = first.subject();
-    if let Err(error) = validate_service_name_bytes(service_name) {
-        if registry.warning_allowed() {
-            warn!(%address, service = %shown(service_name), %error, "invalid service name: closing");
-        }
-        record_refusal(
-            &registry,
-            address,
-            shown(service_name).as_ref(),
-            &format!("invalid service name: {error}"),
-        );
-        refuse(
-            &stream,
-            protocol,
-            ErrorCode::InvalidSubject,
-            &crate::log_limit::echoed(service_name),
-            &format!("service name: {error}"),
-        )
-        .await;
-        return;
-    }
-    // Validated above: a service name is UTF-8.
-    let service_name = String::from_utf8_lossy(service_name).into_owned();
-    let ticket = match registry.ticket(&service_name) {
-        Ok(ticket) => ticket,
-        Err(unavailable) => {
-            refuse_service(
-                &registry,
-                &stream,
-                address,
-                protocol,
-                &service_name,
-                &unavailable,
-            )
-            .await;
-            return;
-        }
-    };
-    let leftover = decoder.buffer_mut().split();
-    let std_stream = match stream.into_std() {
-        Ok(stream) => stream,
-        Err(error) => {
-            ticket.load.arriving.fetch_sub(1, Ordering::SeqCst);
-            warn!(%address, %error, "cannot hand the connection over");
-            return;
-        }
-    };
-    let incoming = Incoming {
-        stream: std_stream,
-        address,
-        first_frame: first,
-        body,
-        leftover,
-    };
-    if let Err((unavailable, incoming)) = registry.hand_over(&service_name, ticket, incoming).await
-        && let Ok(stream) = TcpStream::from_std(incoming.stream)
-    {
-        refuse_service(
-            &registry,
-            &stream,
-            address,
-            protocol,
-            &service_name,
-            &unavailable,
-        )
-        .await;
-    }
-}
-
-/// Logs (within the warning budget) and answers SERVICE_REFUSED.
-async fn refuse_service(
-    registry: &ServiceRegistry,
-    stream: &TcpStream,
-    address: SocketAddr,
-    protocol: Protocol,
-    service_name: &str,
-    unavailable: &ServiceUnavailable,
-) {
-    if registry.warning_allowed() {
-        warn!(%address, service = %service_name, "{unavailable}: refusing connection");
-    }
-    record_refusal(registry, address, service_name, &unavailable.to_string());
-    refuse(
-        stream,
-        protocol,
-        ErrorCode::ServiceRefused,
-        service_name.as_bytes(),
-        &unavailable.to_string(),
-    )
-    .await;
-}
-
-/// Counts a refused connection and keeps it in the refusals log (for monitoring).
-fn record_refusal(registry: &ServiceRegistry, address: SocketAddr, service: &str, why: &str) {
-    let context = &registry.context;
-    context.refused_connections.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut refusals) = context.refusals.lock() {
-        refusals.record(
-            crate::events::EventKind::Refused,
-            Some(service),
-            address.to_string(),
-            why.to_owned(),
-        );
-    }
-}
-
-/// Why a connection ended before its first frame.
-#[derive(Debug, thiserror::Error)]
-enum HandshakeError {
-    /// The peer closed the connection.
-    #[error("peer closed the connection")]
-    PeerClosed,
-    /// Reading failed.
-    #[error("read error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The bytes are not a valid frame (or the first frame is larger than a handshake may be).
-    #[error("malformed first frame: {0}")]
-    Malformed(#[from] mm_wire::DecodeError),
-}
-
-/// Reads until one whole frame is decoded.
-async fn read_frame(
-    stream: &TcpStream,
-    decoder: &mut FrameDecoder,
-) -> Result<Frame, HandshakeError> {
-    loop {
-        if let Some(frame) = decoder.next_frame()? {
-            return Ok(frame);
-        }
-        stream.readable().await?;
-        let buffer = decoder.buffer_mut();
-        buffer.reserve(4096);
-        match stream.try_read_buf(buffer) {
-            Ok(0) => return Err(HandshakeError::PeerClosed),
-            Ok(_) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-}
-
-/// Sends an ERROR to an MM/2 peer (best effort), then lets the socket close. MM/1 peers are just
-/// closed.
-async fn refuse(
-    stream: &TcpStream,
-    protocol: Protocol,
-    code: ErrorCode,
-    subject: &[u8],
-    text: &str,
-) {
-    if protocol == Protocol::Mm1 {
-        return;
-    }
-    let mut frame = Vec::new();
-    let header = Header {
-        subscription_id: 0,
-        subject,
-        reply_subject: &[],
-        action: Action::Error,
-    };
-    if encode_frame(&mut frame, &header, &code.message(text)).is_err() {
-        return;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), send_and_close(stream, &frame)).await;
 }

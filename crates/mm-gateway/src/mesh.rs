@@ -50,6 +50,7 @@
 //! frames caused — the acceptor answers a PING only after processing everything before it, so the
 //! client then knows its subscriptions are live at every peer.
 
+pub(crate) mod auth;
 pub(crate) mod dial;
 #[cfg(test)]
 mod tests;
@@ -124,6 +125,21 @@ pub(crate) struct SourceRecord {
     pub(crate) peers: Option<usize>,
     /// Why it cannot reach its registry now; None while it can.
     pub(crate) error: Option<String>,
+}
+
+/// Shortest time between two replacements of the accepted link from one peer id: two gateways
+/// claiming the same id (or a peer redialling in a loop) cannot make a link flap faster.
+pub(crate) const LINK_REPLACEMENT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why an accepted link was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LinkRefused {
+    /// The link from that peer id was replaced too recently.
+    #[error(
+        "the link from gateway {0} was replaced less than {secs} s ago: keeping the current one",
+        secs = LINK_REPLACEMENT_INTERVAL.as_secs()
+    )]
+    ReplacedTooRecently(String),
 }
 
 /// What a dialler is doing (see the module doc's table).
@@ -456,6 +472,9 @@ pub(crate) struct Mesh {
     next_flush_sequence: u64,
     /// Dial attempts started (first dials and redials).
     link_dials: u64,
+    /// When the accepted link from each peer id was last replaced (entries older than
+    /// [`LINK_REPLACEMENT_INTERVAL`] are dropped).
+    replacements: std::collections::HashMap<String, Instant>,
 }
 
 impl Mesh {
@@ -493,6 +512,7 @@ impl Mesh {
             flushes_per_client: SecondaryMap::new(),
             next_flush_sequence: 1,
             link_dials: 0,
+            replacements: std::collections::HashMap::new(),
         }
     }
 
@@ -746,6 +766,36 @@ impl Mesh {
         for (pattern, entry) in &self.interest {
             out.send_interest(key, Action::Subscribe, entry.link_subscription_id, pattern);
         }
+    }
+
+    /// Whether a new link from `peer_id` may be accepted now: a link that would replace an
+    /// existing one is refused if the last replacement for that id was less than
+    /// [`LINK_REPLACEMENT_INTERVAL`] ago. (Only authenticated peers get this far when the mesh
+    /// is authenticated.)
+    pub(crate) fn may_accept_link(
+        &mut self,
+        peer_id: Option<&str>,
+        now: Instant,
+    ) -> Result<(), LinkRefused> {
+        let Some(peer_id) = peer_id else {
+            return Ok(());
+        };
+        if !self
+            .accepted
+            .iter()
+            .any(|link| link.peer_id.as_deref() == Some(peer_id))
+        {
+            return Ok(());
+        }
+        if let Some(last) = self.replacements.get(peer_id)
+            && now.saturating_duration_since(*last) < LINK_REPLACEMENT_INTERVAL
+        {
+            return Err(LinkRefused::ReplacedTooRecently(peer_id.to_owned()));
+        }
+        self.replacements
+            .retain(|_, last| now.saturating_duration_since(*last) < LINK_REPLACEMENT_INTERVAL);
+        self.replacements.insert(peer_id.to_owned(), now);
+        Ok(())
     }
 
     /// A peer's link was attached as `key` (after its ACK was queued): retire an older accepted

@@ -165,21 +165,25 @@ impl Router {
         subject: &[u8],
         connections: &mut Connections,
     ) -> RouteOutcome {
-        self.route_checked(origin, frame, subject, connections, |_| true)
+        self.route_checked(origin, frame, subject, &[], connections, |_| true)
             .unwrap_or_default()
     }
 
     /// [`Router::route`] for a subject not checked yet: a publisher's last subject was valid, so
     /// `check` is called only when `subject` is another one; if it says no, nothing is routed
-    /// (`None`) and the memo is left as it was. One memo lookup for the common case.
+    /// (`None`) and the memo is left as it was. One memo lookup for the common case. A client
+    /// with permissions that receives a frame with a `reply_subject` may answer it (private
+    /// replies, `crate::permissions`).
     pub(crate) fn route_checked(
         &mut self,
         origin: Origin,
         frame: &[u8],
         subject: &[u8],
+        reply_subject: &[u8],
         connections: &mut Connections,
         check: impl FnOnce(&[u8]) -> bool,
     ) -> Option<RouteOutcome> {
+        let mut now = None;
         let generation = self.trie.generation();
         let memo = match origin.publisher() {
             Some(publisher) => {
@@ -262,6 +266,12 @@ impl Router {
                 }
             }
             patch_subscription_id(connection.outbound.push(frame), subscription_id);
+            if !reply_subject.is_empty()
+                && let Some(access) = connection.access.as_deref_mut()
+            {
+                let now = *now.get_or_insert_with(std::time::Instant::now);
+                access.record_request(reply_subject, now);
+            }
             connection.counters.frames_out += 1;
             connection.counters.bytes_out += frame.len() as u64;
             self.flush.insert(subscriber.connection);

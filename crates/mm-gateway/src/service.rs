@@ -65,6 +65,7 @@ use crate::mesh::dial::{DialRequest, Dialled, LinkError, dial};
 use crate::mesh::{DialVerdict, DialerId, DiscoveryReport, Mesh, MeshEffect, MeshOutput};
 use crate::monitoring::Monitor;
 use crate::monitoring::snapshot::{ServiceSnapshot, SnapshotRequest};
+use crate::permissions::{Access, Grant, PublishVerdict};
 use crate::router::{Origin, Router, Subscriber};
 use crate::socket::{ConnectionHandle, Linger, ReadOutcome, SocketEvents, drive, linger};
 use crate::stats::{StatsSources, stats_message};
@@ -130,6 +131,8 @@ struct Retiring {
 pub(crate) struct Incoming {
     /// The socket, detached from the acceptor's runtime.
     pub(crate) stream: std::net::TcpStream,
+    /// Its TLS session, if it uses TLS.
+    pub(crate) tls: Option<rustls::Connection>,
     /// The peer's address.
     pub(crate) address: SocketAddr,
     /// The first frame.
@@ -138,6 +141,10 @@ pub(crate) struct Incoming {
     pub(crate) body: Message,
     /// Bytes that arrived behind the first frame; processed in order before anything else.
     pub(crate) leftover: BytesMut,
+    /// A client's permissions, when its service has security on.
+    pub(crate) grant: Option<Arc<Grant>>,
+    /// A mesh peer's ACK was sent already (it carried the authentication challenge).
+    pub(crate) mesh_ack_sent: bool,
 }
 
 /// Requests from outside the service's thread. (Stopping is the service's cancellation token.)
@@ -229,6 +236,8 @@ pub(crate) struct Service {
     shutting_down: bool,
     /// How busy the service is, for the acceptor.
     load: Arc<ServiceLoad>,
+    /// Client connections per user (security on), for users' connection limits.
+    user_connections: std::collections::HashMap<Option<String>, usize>,
     /// This service, for the tasks it starts.
     this: Weak<RefCell<Service>>,
 }
@@ -283,6 +292,7 @@ impl Service {
                 cancel,
                 shutting_down: false,
                 load,
+                user_connections: std::collections::HashMap::new(),
                 this: this.clone(),
             })
         })
@@ -320,10 +330,13 @@ impl Service {
     pub(crate) fn attach(&mut self, incoming: Incoming) -> Option<ConnectionKey> {
         let Incoming {
             stream,
+            tls,
             address,
             first_frame,
             body,
             leftover,
+            grant,
+            mesh_ack_sent,
         } = incoming;
         if self.shutting_down {
             return None;
@@ -335,7 +348,7 @@ impl Service {
                 return None;
             }
         };
-        let handle = ConnectionHandle::new(stream);
+        let handle = ConnectionHandle::new(stream, tls);
         let name = String::from_utf8_lossy(first_frame.header().reply_subject).into_owned();
         let key = if first_frame.action() == Some(Action::ConnectMeshPeer) {
             self.attach_accepted_link(
@@ -343,9 +356,10 @@ impl Service {
                 address,
                 name,
                 &PeerHello::from_message(&body),
+                mesh_ack_sent,
             )
         } else {
-            Some(self.attach_client(handle.clone(), address, name, &body))
+            self.attach_client(handle.clone(), address, name, &body, grant)
         };
         match key {
             Some(key) => self.start_connection(key, handle, leftover),
@@ -364,12 +378,62 @@ impl Service {
         address: SocketAddr,
         name: String,
         body: &Message,
-    ) -> ConnectionKey {
+        grant: Option<Arc<Grant>>,
+    ) -> Option<ConnectionKey> {
         let (options, warning) = ConnectOptions::from_message(body);
         if let Some(warning) = warning {
             warn!(%address, client = %name, "{warning}");
         }
         let protocol = options.protocol();
+        let max_frame = grant
+            .as_ref()
+            .and_then(|grant| grant.max_frame)
+            .map_or(self.config().max_frame, |max| {
+                max.min(self.config().max_frame)
+            });
+        let over_limit = grant.as_ref().and_then(|grant| {
+            let limit = grant.max_connections?;
+            let held = self.user_connections.get(&grant.user).copied().unwrap_or(0);
+            (held >= limit).then_some(limit)
+        });
+        let access = grant.map(|grant| Box::new(Access::new(grant, protocol == Protocol::Mm2)));
+        if let (Some(limit), Some(access)) = (over_limit, &access) {
+            warn!(
+                service = %self.name,
+                %address,
+                client = %name,
+                user = access.grant.who(),
+                limit,
+                "the user's connection limit is reached: refusing connection"
+            );
+            if protocol == Protocol::Mm2 {
+                let mut bytes = Vec::new();
+                let _ = encode_frame(
+                    &mut bytes,
+                    &Header::new(Action::Error),
+                    &ErrorCode::LimitExceeded.message(&format!(
+                        "user `{}` may have at most {limit} connections",
+                        access.grant.who()
+                    )),
+                );
+                handle.close_with(&bytes, Linger::Normal);
+            } else {
+                handle.close_with(&[], Linger::Normal);
+            }
+            return None;
+        }
+        if let Some(access) = &access {
+            *self
+                .user_connections
+                .entry(access.grant.user.clone())
+                .or_insert(0) += 1;
+        }
+        let mut ack = self.context.ack_info(false);
+        ack.max_frame = max_frame;
+        ack.inbox_prefix = access
+            .as_ref()
+            .and_then(|access| access.inbox_prefix())
+            .map(str::to_owned);
         let key = self.insert_connection(NewConnection {
             handle,
             address,
@@ -379,9 +443,11 @@ impl Service {
             },
             protocol,
             peer_heartbeat: Duration::from_millis(options.heartbeat_ms.max(0) as u64),
+            access,
+            max_frame,
         });
         let ack = match protocol {
-            Protocol::Mm2 => self.context.ack_info(false).client_message(),
+            Protocol::Mm2 => ack.client_message(),
             Protocol::Mm1 => Message::new(),
         };
         self.send_frame(key, &Header::new(Action::Ack), &ack);
@@ -392,7 +458,7 @@ impl Service {
             client_library = options.client_name.as_deref().unwrap_or(""),
             "client connected"
         );
-        key
+        Some(key)
     }
 
     /// A peer dialled us. Returns `None` for a link to ourselves, which is answered (so the
@@ -403,6 +469,7 @@ impl Service {
         address: SocketAddr,
         name: String,
         hello: &PeerHello,
+        ack_sent: bool,
     ) -> Option<ConnectionKey> {
         let protocol = hello.protocol();
         let ack = match protocol {
@@ -416,6 +483,22 @@ impl Service {
             handle.close_with(&bytes, Linger::Normal);
             return None;
         }
+        if let Err(refused) = self
+            .mesh
+            .may_accept_link(hello.gateway_id.as_deref(), Instant::now())
+        {
+            warn!(service = %self.name, %address, peer = %name, "mesh link refused: {refused}");
+            let mut bytes = Vec::new();
+            if protocol == Protocol::Mm2 {
+                let _ = encode_frame(
+                    &mut bytes,
+                    &Header::new(Action::Error),
+                    &ErrorCode::RateLimited.message(&refused.to_string()),
+                );
+            }
+            handle.close_with(&bytes, Linger::Normal);
+            return None;
+        }
         let key = self.insert_connection(NewConnection {
             handle,
             address,
@@ -425,8 +508,12 @@ impl Service {
             },
             protocol,
             peer_heartbeat: Duration::from_millis(hello.heartbeat_ms.max(0) as u64),
+            access: None,
+            max_frame: self.config().max_frame,
         });
-        self.send_frame(key, &Header::new(Action::Ack), &ack);
+        if !ack_sent {
+            self.send_frame(key, &Header::new(Action::Ack), &ack);
+        }
         let describe = format!("{} ({protocol})", self.connections[key].describe());
         self.monitor.link_up(&self.name, describe.clone(), None);
         self.mesh.accepted_link_up(
@@ -457,8 +544,9 @@ impl Service {
     /// Processes bytes that arrived behind a handshake frame, before the connection's task runs
     /// (what a pause leaves is processed by the task first).
     fn process_leftover(&mut self, key: ConnectionKey, leftover: BytesMut) {
-        let max_frame = self.config().max_frame;
+        let mut max_frame = self.config().max_frame;
         if let Some(connection) = self.connections.get_mut(key) {
+            max_frame = connection.max_frame;
             connection.counters.read_calls += 1;
             connection.last_received = Instant::now();
         }
@@ -600,12 +688,15 @@ impl Service {
         let Some(this) = self.this.upgrade() else {
             return;
         };
+        let security = self.context.security.current();
         let request = DialRequest {
             address,
             service: self.name.clone(),
             hello: self.context.peer_hello(),
             handshake_timeout: self.config().handshake_timeout,
             max_frame: self.config().max_frame,
+            tls: security.dial_tls.clone(),
+            secret: security.mesh_secret.clone(),
         };
         let cancel = self.cancel.clone();
         self.tasks.spawn_local(async move {
@@ -647,6 +738,7 @@ impl Service {
     fn attach_dialled_link(&mut self, dialer: DialerId, attempt: u64, dialled: Dialled) {
         let Dialled {
             stream,
+            tls,
             peer_address,
             ack,
             leftover,
@@ -674,7 +766,7 @@ impl Service {
             ),
             None => (Protocol::Mm1, Duration::ZERO, configured_address.clone()),
         };
-        let handle = ConnectionHandle::new(stream);
+        let handle = ConnectionHandle::new(stream, tls);
         let key = self.insert_connection(NewConnection {
             handle: handle.clone(),
             address: peer_address,
@@ -685,6 +777,8 @@ impl Service {
             },
             protocol,
             peer_heartbeat,
+            access: None,
+            max_frame: self.config().max_frame,
         });
         let describe = self.connections[key].describe();
         let address = self
@@ -710,17 +804,13 @@ impl Service {
         };
         let handle = connection.handle.clone();
         let mut partial = std::mem::take(&mut connection.inbound_partial);
+        let max_frame = connection.max_frame;
         let mut shared = std::mem::take(&mut self.read_buffer);
-        let max_frame = self.config().max_frame;
         self.reading = Some(key);
         self.reading_closed = false;
-        let result = read_frames(
-            &handle.stream,
-            &mut partial,
-            &mut shared,
-            max_frame,
-            |frame| self.on_frame(key, frame),
-        );
+        let result = read_frames(&handle, &mut partial, &mut shared, max_frame, |frame| {
+            self.on_frame(key, frame)
+        });
         self.reading = None;
         self.read_buffer = shared;
         if let Some(connection) = self.connections.get_mut(key) {
@@ -770,6 +860,11 @@ impl Service {
         connection.counters.frames_in += 1;
         connection.counters.bytes_in += frame.len() as u64;
         let is_link = connection.role.is_link();
+        // Security on: a publish to the subject the rules allowed last, without a reply subject,
+        // needs no other check (one comparison); anything else goes through `publish_permitted`.
+        let check_publish = connection.access.as_deref().is_some_and(|access| {
+            !header.reply_subject.is_empty() || !access.repeats_allowed(header.subject)
+        });
         match header.action() {
             Some(Action::SendMessage) => {
                 let origin = if is_link {
@@ -777,7 +872,11 @@ impl Service {
                 } else {
                     Origin::Client(key)
                 };
-                self.on_publish(origin, frame, &header);
+                if check_publish && !self.publish_permitted(key, &header) {
+                    // Refused (and answered); the next frame goes on.
+                } else {
+                    self.on_publish(origin, frame, &header);
+                }
             }
             Some(Action::Subscribe) => self.on_subscribe(key, &header),
             Some(Action::Unsubscribe) => self.on_unsubscribe(key, &header),
@@ -828,6 +927,47 @@ impl Service {
     // Publish: validate, then route
     // ---------------------------------------------------------------------------------------
 
+    /// Whether a client with permissions may publish this frame: its subject (the last one the
+    /// rules allowed costs one comparison; others are checked once each and cached), and its
+    /// reply subject (the client's own inbox, or a subject it may publish to). A refused frame
+    /// is answered PERMISSION_DENIED (MM/2) or logged (MM/1). Invalid subjects pass, for the
+    /// router's check to report them.
+    fn publish_permitted(&mut self, key: ConnectionKey, header: &HeaderView<'_>) -> bool {
+        let Some(access) = self
+            .connections
+            .get_mut(key)
+            .and_then(|connection| connection.access.as_deref_mut())
+        else {
+            return true;
+        };
+        if access.publish_verdict(header.subject, Instant::now) == PublishVerdict::Denied {
+            if validate_subject_bytes(header.subject).is_err() {
+                return true;
+            }
+            self.deny(
+                key,
+                0,
+                header.subject,
+                "not allowed to publish to this subject",
+            );
+            return false;
+        }
+        if !header.reply_subject.is_empty() && !access.check_reply_subject(header.reply_subject) {
+            if validate_reply_subject_bytes(header.reply_subject).is_err() {
+                return true;
+            }
+            self.deny(
+                key,
+                0,
+                header.reply_subject,
+                "reply subject not allowed: use your own inbox (the ACK's inbox_prefix) or a \
+                 subject you may publish to",
+            );
+            return false;
+        }
+        true
+    }
+
     fn on_publish(&mut self, origin: Origin, frame: &[u8], header: &HeaderView<'_>) {
         let publisher = origin.publisher();
         // Validate before acting (SPEC §6.1): the reply subject, then the subject — unless it is
@@ -852,6 +992,7 @@ impl Service {
             origin,
             frame,
             header.subject,
+            header.reply_subject,
             &mut self.connections,
             |subject| match validate_subject_bytes(subject) {
                 Err(error) => {
@@ -974,6 +1115,11 @@ impl Service {
                 return;
             }
         }
+        let limit = connection
+            .access
+            .as_ref()
+            .and_then(|access| access.grant.max_subscriptions)
+            .map_or(limit, |user_limit| user_limit.min(limit));
         if connection.subscriptions.len() >= limit {
             self.misuse(
                 key,
@@ -991,6 +1137,19 @@ impl Service {
                 id,
                 header.subject,
                 &error.to_string(),
+            );
+            return;
+        }
+        if connection
+            .access
+            .as_ref()
+            .is_some_and(|access| !access.check_subscribe(header.subject))
+        {
+            self.deny(
+                key,
+                id,
+                header.subject,
+                "not allowed to subscribe to this pattern",
             );
             return;
         }
@@ -1297,7 +1456,7 @@ impl Service {
                 self.cut_off_slow(key, CloseReason::SlowConsumer);
                 continue;
             }
-            if pending > 0 {
+            if pending > 0 || connection.handle.tls_wants_write() {
                 // The socket is full: the connection's task waits for it to become writable.
                 connection.handle.wake.notify_one();
                 if pending > connection.output_bound / 4 * 3
@@ -1469,6 +1628,19 @@ impl Service {
         }
     }
 
+    /// A frame the connection's permissions refuse: ERROR `PERMISSION_DENIED` (MM/2) or a log
+    /// line (MM/1), counted; the connection stays.
+    fn deny(&mut self, key: ConnectionKey, subscription_id: u32, subject: &[u8], text: &str) {
+        self.counters.permission_denied += 1;
+        self.misuse(
+            key,
+            ErrorCode::PermissionDenied,
+            subscription_id,
+            subject,
+            text,
+        );
+    }
+
     /// A frame that breaks the stream (bad length, truncated header): ERROR for MM/2, then close.
     fn reject_stream(&mut self, key: ConnectionKey, error: DecodeError) {
         self.counters.protocol_errors += 1;
@@ -1513,6 +1685,14 @@ impl Service {
         self.queued_total -= connection.counted_pending;
         self.partial_total -= connection.counted_partial;
         let is_client = !connection.role.is_link();
+        if let Some(access) = &connection.access
+            && let Some(count) = self.user_connections.get_mut(&access.grant.user)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.user_connections.remove(&access.grant.user);
+            }
+        }
         let count = connection.subscriptions.len();
         self.memory.freed(
             CONNECTION_BYTES_ESTIMATE
@@ -1745,9 +1925,9 @@ impl SocketEvents for Service {
     type Key = ConnectionKey;
 
     fn wants_write(&self, key: ConnectionKey) -> bool {
-        self.connections
-            .get(key)
-            .is_some_and(|connection| !connection.outbound.is_empty())
+        self.connections.get(key).is_some_and(|connection| {
+            !connection.outbound.is_empty() || connection.handle.tls_wants_write()
+        })
     }
 
     /// Writes queued output; wakes publishers stalled on this connection once it is below half
@@ -1943,5 +2123,7 @@ async fn run(
 }
 
 mod observe;
+#[cfg(test)]
+pub(crate) mod test_harness;
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,9 @@ impl Linger {
 pub(crate) struct ConnectionHandle {
     /// The socket. Dropped (closed) when both the task and the service's entry are gone.
     pub(crate) stream: TcpStream,
+    /// The TLS session over the socket, if the connection uses TLS (`crate::transport`).
+    /// Borrowed only for the length of one read or one write.
+    tls: Option<RefCell<crate::transport::TlsSession>>,
     /// Wakes the task: output was queued while the socket was full, the connection was closed,
     /// or a subscriber this connection was waiting for has drained.
     pub(crate) wake: Notify,
@@ -75,10 +78,11 @@ pub(crate) struct ConnectionHandle {
 }
 
 impl ConnectionHandle {
-    /// A handle for a connected socket.
-    pub(crate) fn new(stream: TcpStream) -> Rc<ConnectionHandle> {
+    /// A handle for a connected socket, with its TLS session if it has one.
+    pub(crate) fn new(stream: TcpStream, tls: Option<rustls::Connection>) -> Rc<ConnectionHandle> {
         Rc::new(ConnectionHandle {
             stream,
+            tls: tls.map(|session| RefCell::new(crate::transport::TlsSession::new(session))),
             wake: Notify::new(),
             closed: Cell::new(false),
             final_bytes: RefCell::new(Vec::new()),
@@ -86,9 +90,71 @@ impl ConnectionHandle {
         })
     }
 
+    /// Reads what the socket has (plaintext: through the TLS session, if any).
+    #[inline]
+    pub(crate) fn read(&self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match &self.tls {
+            None => self.stream.try_read(buffer),
+            Some(tls) => crate::transport::read(&mut tls.borrow_mut(), &self.stream, buffer),
+        }
+    }
+
+    /// Reads what the socket has into the spare room of `buffer` (at least 4 KiB of it).
+    #[inline]
+    pub(crate) fn read_buf(&self, buffer: &mut bytes::BytesMut) -> std::io::Result<usize> {
+        match &self.tls {
+            None => self.stream.try_read_buf(buffer),
+            Some(tls) => {
+                let start = buffer.len();
+                let room = (buffer.capacity() - start).max(4096);
+                buffer.resize(start + room, 0);
+                let result = crate::transport::read(
+                    &mut tls.borrow_mut(),
+                    &self.stream,
+                    &mut buffer[start..],
+                );
+                buffer.truncate(start + *result.as_ref().unwrap_or(&0));
+                result
+            }
+        }
+    }
+
+    /// Writes plaintext `slices` (through the TLS session, if any); returns the bytes taken.
+    #[inline]
+    pub(crate) fn write_vectored(&self, slices: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        match &self.tls {
+            None => self.stream.try_write_vectored(slices),
+            Some(tls) => {
+                crate::transport::write_vectored(&mut tls.borrow_mut(), &self.stream, slices)
+            }
+        }
+    }
+
+    /// Whether the TLS session holds ciphertext the socket has not taken yet.
+    #[inline]
+    pub(crate) fn tls_wants_write(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.borrow().wants_write())
+    }
+
+    /// Sends what the TLS session holds, as far as the socket takes it.
+    pub(crate) fn flush_tls(&self) -> std::io::Result<()> {
+        match &self.tls {
+            None => Ok(()),
+            Some(tls) => match crate::transport::flush(&mut tls.borrow_mut(), &self.stream) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+                other => other,
+            },
+        }
+    }
+
     /// Marks the handle closed with `final_bytes` still to send, and wakes its task.
     pub(crate) fn close_with(&self, final_bytes: &[u8], linger: Linger) {
-        if !final_bytes.is_empty() {
+        if let Some(tls) = &self.tls {
+            let sealed = crate::transport::seal_final(&mut tls.borrow_mut(), final_bytes);
+            self.final_bytes.borrow_mut().extend_from_slice(&sealed);
+        } else if !final_bytes.is_empty() {
             self.final_bytes.borrow_mut().extend_from_slice(final_bytes);
         }
         self.linger.set(linger);

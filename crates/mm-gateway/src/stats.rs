@@ -71,7 +71,22 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
         .push("log_lines_suppressed", counters.log_lines_suppressed)
         .push("stats_requests_refused", counters.stats_requests_refused)
         .push("output_budget_cuts", counters.output_budget_cuts)
-        .push("input_budget_closes", counters.input_budget_closes);
+        .push("input_budget_closes", counters.input_budget_closes)
+        .push("permission_denied", counters.permission_denied)
+        .push(
+            "authentication_failures",
+            sources
+                .context
+                .authentication_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .push(
+            "mesh_authentication_failures",
+            sources
+                .context
+                .mesh_authentication_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
     let (listed_clients, clients_omitted) =
         busiest(sources.connections, |connection| !connection.role.is_link());
     let (listed_links, links_omitted) =

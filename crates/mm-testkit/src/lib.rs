@@ -15,6 +15,7 @@
 //! * [`reliability`] holds the abuse scenarios' figures and renders `docs/reliability.md`.
 //! * [`http_get`] asks the gateway's monitoring server (`GatewayProcess::monitoring_address`).
 //! * [`EtcdServer`] runs a real single-member etcd on loopback for discovery tests.
+//! * [`pki::TestPki`] makes a CA and certificates (rcgen) for TLS tests.
 //! * [`wait_until`] polls a condition with a deadline, for the rare cases where no flush (PING/PONG)
 //!   can serve as the synchronisation point.
 
@@ -24,6 +25,7 @@ mod gateway;
 mod healthy_stream;
 mod http;
 pub mod mesh;
+pub mod pki;
 pub mod process;
 mod raw_client;
 pub mod reliability;

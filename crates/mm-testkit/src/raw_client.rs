@@ -62,9 +62,49 @@ pub enum Received {
     Closed,
 }
 
+/// The socket of a [`RawClient`]: plain TCP, or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(stream) => stream,
+            Transport::Tls(stream) => &stream.sock,
+        }
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.socket().set_read_timeout(timeout)
+    }
+
+    fn shutdown(&self, how: Shutdown) -> std::io::Result<()> {
+        self.socket().shutdown(how)
+    }
+
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(stream) => stream.read(buffer),
+            Transport::Tls(stream) => stream.read(buffer),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(stream) => stream.write_all(bytes),
+            Transport::Tls(stream) => {
+                stream.write_all(bytes)?;
+                stream.flush()
+            }
+        }
+    }
+}
+
 /// A connection that sends and receives whole frames.
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Transport,
     decoder: FrameDecoder,
     /// Frames received while waiting for something else (a PONG, say), in order.
     backlog: VecDeque<Frame>,
@@ -79,6 +119,40 @@ impl RawClient {
     pub fn open(address: SocketAddr) -> RawClient {
         let stream = TcpStream::connect(address).expect("connect to gateway");
         stream.set_nodelay(true).expect("nodelay");
+        RawClient::over(Transport::Plain(stream))
+    }
+
+    /// Opens TCP and completes a TLS handshake with `config` (no CONNECT sent); the error is the
+    /// TLS handshake's.
+    pub fn open_tls(
+        address: SocketAddr,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<RawClient> {
+        let stream = TcpStream::connect(address)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(PATIENCE))?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a DNS name");
+        let connection = rustls::ClientConnection::new(config, name)
+            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
+        let mut tls = rustls::StreamOwned::new(connection, stream);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).map(|_| ())?;
+        }
+        Ok(RawClient::over(Transport::Tls(Box::new(tls))))
+    }
+
+    /// [`RawClient::connect`] over TLS; the error is the TLS handshake's.
+    pub fn connect_tls(
+        address: SocketAddr,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        options: RawClientOptions,
+    ) -> std::io::Result<RawClient> {
+        let mut client = RawClient::open_tls(address, config)?;
+        client.handshake(options);
+        Ok(client)
+    }
+
+    fn over(stream: Transport) -> RawClient {
         RawClient {
             stream,
             decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
@@ -92,6 +166,13 @@ impl RawClient {
     /// Connects and completes the handshake.
     pub fn connect(address: SocketAddr, options: RawClientOptions) -> RawClient {
         let mut client = RawClient::open(address);
+        client.handshake(options);
+        client
+    }
+
+    /// Sends CONNECT and (if asked) waits for the ACK.
+    fn handshake(&mut self, options: RawClientOptions) {
+        let client = self;
         let header = Header {
             subscription_id: 0,
             subject: options.service.as_bytes(),
@@ -103,7 +184,6 @@ impl RawClient {
             let ack = client.expect_action(Action::Ack);
             client.ack = AckInfo::from_message(&ack.message().expect("ACK body decodes"));
         }
-        client
     }
 
     /// An MM/2 client of `service`.
@@ -121,9 +201,9 @@ impl RawClient {
         self.ack.as_ref()
     }
 
-    /// The socket (for tests that need raw access).
+    /// The socket (for tests that need raw access; under TLS, the TCP socket).
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        self.stream.socket()
     }
 
     /// Sends one frame.
@@ -414,9 +494,17 @@ impl RawClient {
         }
     }
 
-    /// A fresh inbox subject for requests.
+    /// A fresh inbox subject for requests: under the inbox prefix the gateway assigned, if it
+    /// did (security on), else under a made-up one.
     pub fn new_inbox(&mut self) -> String {
         self.inbox_counter += 1;
+        if let Some(prefix) = self
+            .ack
+            .as_ref()
+            .and_then(|ack| ack.inbox_prefix.as_deref())
+        {
+            return format!("{prefix}.{}", self.inbox_counter);
+        }
         format!(
             "_INBOX.rawtest{:016x}.{}",
             std::process::id() as u64,

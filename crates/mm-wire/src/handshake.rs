@@ -40,8 +40,12 @@ pub struct ConnectOptions {
     pub heartbeat_ms: i32,
     /// `no_responders`: the client wants NO_RESPONDERS.
     pub no_responders: bool,
-    /// `token`: a credential (not enforced yet).
+    /// `token`: a bearer token, for services that require authentication.
     pub token: Option<String>,
+    /// `user`: a user name, sent with `password` (an MM/2 extension).
+    pub user: Option<String>,
+    /// `password`: the user's password (an MM/2 extension). Send it only over TLS.
+    pub password: Option<String>,
 }
 
 /// Something odd about a CONNECT body that does not stop the handshake.
@@ -93,6 +97,8 @@ impl ConnectOptions {
             heartbeat_ms: message.try_i32("heartbeat_ms").unwrap_or(0).max(0),
             no_responders: message.try_bool("no_responders").unwrap_or(false),
             token: message.try_string("token").map(str::to_owned),
+            user: message.try_string("user").map(str::to_owned),
+            password: message.try_string("password").map(str::to_owned),
         };
         (options, warning)
     }
@@ -111,6 +117,12 @@ impl ConnectOptions {
         if let Some(token) = &self.token {
             message.push("token", token.as_str());
         }
+        if let Some(user) = &self.user {
+            message.push("user", user.as_str());
+        }
+        if let Some(password) = &self.password {
+            message.push("password", password.as_str());
+        }
         message
     }
 }
@@ -128,6 +140,41 @@ pub struct AckInfo {
     pub max_frame: u32,
     /// `heartbeat_ms`: the gateway's own interval; 0 = none.
     pub heartbeat_ms: i32,
+    /// `inbox_prefix` (clients of a service with security on): the prefix this connection's
+    /// reply inboxes must use, `_INBOX.<random>`; the client subscribes to `<prefix>.*`. An MM/2
+    /// extension.
+    pub inbox_prefix: Option<String>,
+    /// Mesh authentication by shared secret (mesh links only; an MM/2 extension).
+    pub mesh_auth: Option<MeshAuthFields>,
+}
+
+/// The challenge–response fields of CONNECT_MESH_PEER and its ACK when a mesh secret is
+/// configured (an MM/2 extension; docs/protocol.md, "Authenticated mesh links").
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MeshAuthFields {
+    /// `auth_nonce`: fresh random bytes from the sender (32).
+    pub nonce: Option<Vec<u8>>,
+    /// `auth_proof`: the sender's HMAC over the transcript (32 bytes).
+    pub proof: Option<Vec<u8>>,
+}
+
+impl MeshAuthFields {
+    /// Reads the fields; `None` when neither is present.
+    pub fn from_message(message: &Message) -> Option<MeshAuthFields> {
+        let nonce = message.try_blob("auth_nonce").map(|b| b.to_vec());
+        let proof = message.try_blob("auth_proof").map(|b| b.to_vec());
+        (nonce.is_some() || proof.is_some()).then_some(MeshAuthFields { nonce, proof })
+    }
+
+    /// Appends the fields that are set.
+    pub fn write(&self, message: &mut Message) {
+        if let Some(nonce) = &self.nonce {
+            message.push("auth_nonce", bytes::Bytes::from(nonce.clone()));
+        }
+        if let Some(proof) = &self.proof {
+            message.push("auth_proof", bytes::Bytes::from(proof.clone()));
+        }
+    }
 }
 
 impl AckInfo {
@@ -147,26 +194,38 @@ impl AckInfo {
                 .try_u32("max_frame")
                 .unwrap_or(crate::DEFAULT_MAX_FRAME),
             heartbeat_ms: message.try_i32("heartbeat_ms").unwrap_or(0).max(0),
+            inbox_prefix: message.try_string("inbox_prefix").map(str::to_owned),
+            mesh_auth: MeshAuthFields::from_message(message),
         })
     }
 
-    /// The ACK body sent to an MM/2 client (field order as in `ack-v2.bin`).
+    /// The ACK body sent to an MM/2 client (field order as in `ack-v2.bin`, then
+    /// `inbox_prefix` when set).
     pub fn client_message(&self) -> Message {
-        Message::new()
+        let mut message = Message::new()
             .add_i32("protocol_version", self.protocol_version)
             .add_string("gateway_name", self.gateway_name.as_str())
             .add_u32("max_frame", self.max_frame)
-            .add_i32("heartbeat_ms", self.heartbeat_ms)
+            .add_i32("heartbeat_ms", self.heartbeat_ms);
+        if let Some(prefix) = &self.inbox_prefix {
+            message.push("inbox_prefix", prefix.as_str());
+        }
+        message
     }
 
-    /// The ACK body sent on a mesh link (field order as in `ack-mesh-v2.bin`).
+    /// The ACK body sent on a mesh link (field order as in `ack-mesh-v2.bin`, then the
+    /// authentication fields when set).
     pub fn mesh_message(&self) -> Message {
-        Message::new()
+        let mut message = Message::new()
             .add_i32("protocol_version", self.protocol_version)
             .add_string("gateway_name", self.gateway_name.as_str())
             .add_string("gateway_id", self.gateway_id.as_deref().unwrap_or_default())
             .add_i32("heartbeat_ms", self.heartbeat_ms)
-            .add_u32("max_frame", self.max_frame)
+            .add_u32("max_frame", self.max_frame);
+        if let Some(auth) = &self.mesh_auth {
+            auth.write(&mut message);
+        }
+        message
     }
 }
 
@@ -181,6 +240,8 @@ pub struct PeerHello {
     pub gateway_id: Option<String>,
     /// `heartbeat_ms`.
     pub heartbeat_ms: i32,
+    /// Mesh authentication by shared secret (an MM/2 extension).
+    pub mesh_auth: Option<MeshAuthFields>,
 }
 
 impl PeerHello {
@@ -194,6 +255,7 @@ impl PeerHello {
                 .to_owned(),
             gateway_id: message.try_string("gateway_id").map(str::to_owned),
             heartbeat_ms: message.try_i32("heartbeat_ms").unwrap_or(0).max(0),
+            mesh_auth: MeshAuthFields::from_message(message),
         }
     }
 
@@ -217,6 +279,9 @@ impl PeerHello {
             message.push("gateway_id", id.as_str());
         }
         message.push("heartbeat_ms", self.heartbeat_ms);
+        if let Some(auth) = &self.mesh_auth {
+            auth.write(&mut message);
+        }
         message
     }
 }
@@ -248,11 +313,20 @@ pub enum ErrorCode {
     /// The connection asks for something faster than the gateway serves it (`_MM.STATS`); the
     /// request was refused, try again later. An MM/2 extension.
     RateLimited,
+    /// The credentials in CONNECT (or the mesh peer's proof) were missing or wrong; the
+    /// connection is closed. An MM/2 extension.
+    AuthenticationFailed,
+    /// The connection's user may not publish or subscribe to that subject (or ask for
+    /// `_MM.STATS`); the frame was refused. An MM/2 extension.
+    PermissionDenied,
+    /// The port accepts TLS connections only; the plaintext connection is closed. An MM/2
+    /// extension.
+    TlsRequired,
 }
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::Protocol,
         ErrorCode::FrameTooLarge,
         ErrorCode::InvalidSubject,
@@ -263,6 +337,9 @@ impl ErrorCode {
         ErrorCode::ServiceRefused,
         ErrorCode::LimitExceeded,
         ErrorCode::RateLimited,
+        ErrorCode::AuthenticationFailed,
+        ErrorCode::PermissionDenied,
+        ErrorCode::TlsRequired,
     ];
 
     /// The code as sent on the wire.
@@ -278,6 +355,9 @@ impl ErrorCode {
             ErrorCode::ServiceRefused => "SERVICE_REFUSED",
             ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::AuthenticationFailed => "AUTHENTICATION_FAILED",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::TlsRequired => "TLS_REQUIRED",
         }
     }
 

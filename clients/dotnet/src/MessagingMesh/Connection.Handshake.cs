@@ -17,7 +17,9 @@ namespace MessagingMesh
         private sealed class Handshake
         {
             internal Socket Socket;
+            internal System.IO.Stream TlsStream;
             internal FrameReader Reader;
+            internal string InboxPrefix;
             internal int ProtocolVersion;
             internal string GatewayName = "";
             internal int MaxFrame = Wire.DefaultMaxFrame;
@@ -27,7 +29,9 @@ namespace MessagingMesh
         private void Adopt(Handshake handshake)
         {
             socket = handshake.Socket;
+            tlsStream = handshake.TlsStream;
             frameReader = handshake.Reader;
+            inboxPrefix = handshake.InboxPrefix != null ? handshake.InboxPrefix + "." : ownInboxPrefix;
             protocolVersion = handshake.ProtocolVersion;
             gatewayName = handshake.GatewayName;
             gatewayMaxFrame = handshake.MaxFrame;
@@ -42,9 +46,11 @@ namespace MessagingMesh
         private Handshake OpenAndHandshake()
         {
             Socket opened = Open();
+            System.IO.Stream tls = null;
             try
             {
                 opened.NoDelay = true;
+                if (parameters.Tls) tls = StartTls(opened);
                 var connect = new WireWriter(256);
                 Message options = null;
                 if (parameters.ProtocolVersion >= 2)
@@ -55,11 +61,23 @@ namespace MessagingMesh
                         .AddInt32("heartbeat_ms", parameters.HeartbeatMs)
                         .AddBool("no_responders", parameters.NoResponders);
                     if (parameters.Token != null) options.AddString("token", parameters.Token);
+                    if (parameters.User != null)
+                    {
+                        options.AddString("user", parameters.User).AddString("password", parameters.Password);
+                    }
                 }
                 connect.WriteFrame(0, parameters.Service, parameters.ClientName, WireAction.Connect, options);
-                opened.Send(connect.Buffer, 0, connect.Length, SocketFlags.None);
+                if (tls != null)
+                {
+                    tls.Write(connect.Buffer, 0, connect.Length);
+                    tls.Flush();
+                }
+                else
+                {
+                    opened.Send(connect.Buffer, 0, connect.Length, SocketFlags.None);
+                }
 
-                var reader = new FrameReader(opened, parameters.MaxFrame);
+                var reader = new FrameReader(opened, tls, parameters.MaxFrame);
                 long deadline = Clock.NowMs + parameters.AckTimeoutMs;
                 while (true)
                 {
@@ -72,6 +90,7 @@ namespace MessagingMesh
                         {
                             var handshake = ReadAck(header, reader.Buffer, offset, length);
                             handshake.Socket = opened;
+                            handshake.TlsStream = tls;
                             handshake.Reader = reader;
                             opened.ReceiveTimeout = 0;
                             return handshake;
@@ -100,6 +119,17 @@ namespace MessagingMesh
                             throw AckTimeout();
                         }
                         throw;
+                    }
+                    catch (System.IO.IOException exception)
+                    {
+                        var socketError = exception.InnerException as SocketException;
+                        if (socketError != null && (socketError.SocketErrorCode == SocketError.TimedOut
+                                                    || socketError.SocketErrorCode == SocketError.WouldBlock))
+                        {
+                            throw AckTimeout();
+                        }
+                        throw new ConnectionClosedException("lost the gateway " + Describe()
+                                                            + " during the handshake: " + exception.Message, exception);
                     }
                     if (!more)
                     {
@@ -185,6 +215,11 @@ namespace MessagingMesh
                 if (body.TryGetInt32("heartbeat_ms", out heartbeat) && heartbeat > 0)
                 {
                     handshake.HeartbeatMs = heartbeat;
+                }
+                string assigned;
+                if (body.TryGetString("inbox_prefix", out assigned) && assigned.StartsWith("_INBOX.", StringComparison.Ordinal))
+                {
+                    handshake.InboxPrefix = assigned;
                 }
             }
             return handshake;

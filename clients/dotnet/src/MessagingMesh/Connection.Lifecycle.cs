@@ -22,6 +22,7 @@ namespace MessagingMesh
                 if (closing) return false;
                 state = ConnectionState.Reconnecting;
                 socket = null;
+                tlsStream = null;
                 pending.Length = 0;
                 inboxConfirmed = false;
                 failed = new List<PendingReply>(flushes.Values);

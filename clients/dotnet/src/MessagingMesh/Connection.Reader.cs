@@ -75,6 +75,11 @@ namespace MessagingMesh
             {
                 return "the socket was closed";
             }
+            catch (System.IO.IOException exception)
+            {
+                // TLS: the stream reports socket errors (and a closed socket) this way.
+                return "connection error: " + exception.Message;
+            }
             catch (MessagingMeshException exception)
             {
                 // Frame length out of range or a header that cannot be parsed: the stream cannot be

@@ -19,6 +19,7 @@ namespace MessagingMesh
             {
                 WireWriter outgoing;
                 Socket target;
+                System.IO.Stream targetStream;
                 lock (writeLock)
                 {
                     while (true)
@@ -71,6 +72,7 @@ namespace MessagingMesh
                     pending = spare ?? new WireWriter(InitialOutboundCapacity);
                     spare = null;
                     target = socket;
+                    targetStream = tlsStream;
                     if (publishersWaiting > 0) Monitor.PulseAll(writeLock);
                 }
 
@@ -78,6 +80,13 @@ namespace MessagingMesh
                 int writes = 0;
                 try
                 {
+                    if (targetStream != null)
+                    {
+                        targetStream.Write(outgoing.Buffer, 0, outgoing.Length);
+                        targetStream.Flush();
+                        written = outgoing.Length;
+                        writes++;
+                    }
                     while (written < outgoing.Length)
                     {
                         written += target.Send(outgoing.Buffer, written, outgoing.Length - written, SocketFlags.None);
@@ -90,7 +99,8 @@ namespace MessagingMesh
                     // reconnects. Anything else would be a bug here; it must not take the
                     // application's process down with an unhandled exception on this thread, so it
                     // is logged and handled the same way.
-                    if (!(exception is SocketException || exception is ObjectDisposedException))
+                    if (!(exception is SocketException || exception is ObjectDisposedException
+                          || exception is System.IO.IOException))
                     {
                         Logger.Error("socket writer failed: " + exception);
                     }

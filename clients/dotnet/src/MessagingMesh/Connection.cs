@@ -127,7 +127,12 @@ namespace MessagingMesh
 
         /// <summary>"_INBOX.&lt;22 random base62 characters&gt;." — the same for the life of the
         /// connection, across reconnects, so a reply sent during a reconnect can still arrive.</summary>
-        private readonly string inboxPrefix;
+        // The inbox prefix in use: the library's own, or the one the gateway assigned to the
+        // session (services with security on, docs/security.md). Written under writeLock.
+        private volatile string inboxPrefix;
+        private readonly string ownInboxPrefix;
+        // The TLS stream over the socket, when the connection uses TLS (else null).
+        private System.IO.Stream tlsStream;
 
         // ----- socket reader state -----
 
@@ -175,7 +180,8 @@ namespace MessagingMesh
             if (connectionParams == null) throw new ArgumentNullException("connectionParams");
             parameters = connectionParams.Copy();
             parameters.Validate();
-            inboxPrefix = "_INBOX." + InboxToken.Create() + ".";
+            ownInboxPrefix = "_INBOX." + InboxToken.Create() + ".";
+            inboxPrefix = ownInboxPrefix;
 
             var handshake = OpenAndHandshake();
             Adopt(handshake);

@@ -36,6 +36,12 @@ namespace MessagingMesh
             HeartbeatMs = 5000;
             NoResponders = true;
             Token = null;
+            User = null;
+            Password = null;
+            Tls = false;
+            TlsCaFile = null;
+            TlsClientCertificate = null;
+            TlsServerName = null;
             ConnectTimeoutMs = 10000;
             AckTimeoutMs = 30000;
             Reconnect = true;
@@ -81,8 +87,33 @@ namespace MessagingMesh
         /// subscribes to fail at once. Default true.</summary>
         public bool NoResponders { get; set; }
 
-        /// <summary>MM/2: credential for services that require one. Default none.</summary>
+        /// <summary>MM/2: bearer token, for services with users. Default none.</summary>
         public string Token { get; set; }
+
+        /// <summary>MM/2: user name, for services with users (with <see cref="Password"/>).
+        /// Default none.</summary>
+        public string User { get; set; }
+
+        /// <summary>MM/2: password of <see cref="User"/>. Send it over TLS (<see cref="Tls"/>).
+        /// Default none.</summary>
+        public string Password { get; set; }
+
+        /// <summary>Connect over TLS (<c>SslStream</c>). Default false.</summary>
+        public bool Tls { get; set; }
+
+        /// <summary>
+        /// TLS: a PEM file with the CA certificates that may sign the gateway's certificate. Null
+        /// (the default) trusts the system's CAs.
+        /// </summary>
+        public string TlsCaFile { get; set; }
+
+        /// <summary>TLS: a client certificate (with its private key) to present, for gateways
+        /// that verify clients. Default none.</summary>
+        public System.Security.Cryptography.X509Certificates.X509Certificate2 TlsClientCertificate { get; set; }
+
+        /// <summary>TLS: the name the gateway's certificate must carry. Default
+        /// <see cref="GatewayHost"/>.</summary>
+        public string TlsServerName { get; set; }
 
         /// <summary>Timeout for the TCP connection to be established. Default 10000.</summary>
         public int ConnectTimeoutMs { get; set; }
@@ -145,6 +176,11 @@ namespace MessagingMesh
                 throw new ArgumentException("ClientName is longer than 255 bytes");
             }
             if (ProtocolVersion != 1 && ProtocolVersion != 2) throw new ArgumentException("ProtocolVersion must be 1 or 2");
+            if ((User == null) != (Password == null)) throw new ArgumentException("User and Password go together");
+            if (TlsCaFile != null && !System.IO.File.Exists(TlsCaFile))
+            {
+                throw new ArgumentException("TlsCaFile " + TlsCaFile + " does not exist");
+            }
             if (HeartbeatMs < 0) throw new ArgumentException("HeartbeatMs must not be negative");
             if (ConnectTimeoutMs <= 0 || AckTimeoutMs <= 0) throw new ArgumentException("timeouts must be positive");
             if (ReconnectDelayMs <= 0 || ReconnectMaxDelayMs < ReconnectDelayMs)

@@ -19,14 +19,22 @@ namespace MessagingMesh
         private const int ShrinkAbove = 1024 * 1024;
 
         private readonly Socket socket;
+        private readonly System.IO.Stream stream;
         private readonly int maxFrame;
         private byte[] buffer = new byte[InitialSize];
         private int start;
         private int end;
 
-        internal FrameReader(Socket socket, int maxFrame)
+        internal FrameReader(Socket socket, int maxFrame) : this(socket, null, maxFrame)
+        {
+        }
+
+        /// <summary>A reader of <paramref name="stream"/> (TLS over the socket) when it is not
+        /// null, else of the socket itself.</summary>
+        internal FrameReader(Socket socket, System.IO.Stream stream, int maxFrame)
         {
             this.socket = socket;
+            this.stream = stream;
             this.maxFrame = maxFrame;
         }
 
@@ -103,7 +111,9 @@ namespace MessagingMesh
                 start = 0;
                 end = available;
             }
-            int read = socket.Receive(buffer, end, buffer.Length - end, SocketFlags.None);
+            int read = stream != null
+                ? stream.Read(buffer, end, buffer.Length - end)
+                : socket.Receive(buffer, end, buffer.Length - end, SocketFlags.None);
             LastReadBytes = read;
             if (read == 0) return false;
             end += read;

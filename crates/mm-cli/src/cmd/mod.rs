@@ -9,10 +9,11 @@ pub mod request;
 pub mod send;
 pub mod stats;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use messaging_mesh::{Connection, ConnectionParams, Notification, ReconnectPolicy};
+use messaging_mesh::{Connection, ConnectionParams, Notification, ReconnectPolicy, TlsParams};
 
 /// How long connecting may take before the command gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,6 +27,51 @@ pub struct GatewayArgs {
     /// Service (the group of clients that see each other's messages).
     #[arg(long, value_name = "NAME", default_value = "DEFAULT")]
     pub service: String,
+    /// Connect over TLS, trusting the CAs in this PEM file.
+    #[arg(long, value_name = "FILE", env = "MM_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) to present over TLS (with --tls-key).
+    #[arg(long, value_name = "FILE", env = "MM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "MM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// User name, for services with users (with --password).
+    #[arg(long, env = "MM_USER", requires = "password")]
+    pub user: Option<String>,
+    /// Password of --user (prefer the environment variable: command lines are visible to
+    /// other users of the machine).
+    #[arg(long, env = "MM_PASSWORD", hide_env_values = true, requires = "user")]
+    pub password: Option<String>,
+    /// Bearer token, for services with users.
+    #[arg(
+        long,
+        env = "MM_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "user"
+    )]
+    pub token: Option<String>,
+}
+
+impl GatewayArgs {
+    /// Adds the TLS and credential options to `params`.
+    pub fn secure(&self, mut params: ConnectionParams) -> anyhow::Result<ConnectionParams> {
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), cert, key) => {
+                let client = cert.as_deref().zip(key.as_deref());
+                params = params.with_tls(TlsParams::from_files(ca, client)?);
+            }
+            (None, Some(_), _) => anyhow::bail!("--tls-cert needs --tls-ca (the gateway's CA)"),
+            (None, None, _) => {}
+        }
+        if let (Some(user), Some(password)) = (&self.user, &self.password) {
+            params = params.with_user(user, password);
+        }
+        if let Some(token) = &self.token {
+            params = params.with_token(token);
+        }
+        Ok(params)
+    }
 }
 
 /// Whether a command runs until stopped (and so should ride out a gateway restart).
@@ -46,6 +92,7 @@ pub fn connect(args: &GatewayArgs, lifetime: Lifetime) -> anyhow::Result<Connect
     if lifetime == Lifetime::OneShot {
         params = params.with_reconnect(ReconnectPolicy::disabled());
     }
+    let params = args.secure(params)?;
     Connection::connect(params).with_context(|| format!("service {}", args.service))
 }
 

@@ -40,9 +40,15 @@ pub struct Args {
     /// Read the gateway's monitoring HTTP server at HOST:PORT instead of asking _MM.STATS.
     #[arg(long, value_name = "HOST:PORT")]
     http: Option<String>,
-    /// Token for the monitoring server (default: the MM_GATEWAY_HTTP_TOKEN variable).
-    #[arg(long, value_name = "TOKEN", requires = "http")]
-    token: Option<String>,
+    /// Token for the monitoring server (default: the MM_GATEWAY_HTTP_TOKEN variable); `--token`
+    /// is the client's credential for the gateway itself.
+    #[arg(
+        id = "http_token",
+        long = "http-token",
+        value_name = "TOKEN",
+        requires = "http"
+    )]
+    http_token: Option<String>,
 }
 
 /// Asks the gateway and prints its answer.
@@ -71,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn run_http(args: &Args, address: &str) -> anyhow::Result<ExitCode> {
     let client = MonitoringClient::new(&HttpArgs {
         address: address.to_owned(),
-        token: args.token.clone(),
+        token: args.http_token.clone(),
     });
     let service = &args.gateway.service;
     let mut snapshot: serde_json::Value = client.get(&format!("/api/services/{service}"))?;

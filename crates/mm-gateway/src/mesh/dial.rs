@@ -1,13 +1,20 @@
-//! Dialling a mesh peer: TCP connect, CONNECT_MESH_PEER, wait for the ACK. The I/O half of a
-//! dialler; the state (when to dial, what the result means) is in [`Mesh`](super::Mesh).
+//! Dialling a mesh peer: TCP connect (and TLS with the mesh CA, when configured),
+//! CONNECT_MESH_PEER, wait for the ACK — and with a mesh secret, check the peer's proof and send
+//! ours (`super::auth`). The I/O half of a dialler; the state (when to dial, what the result
+//! means) is in [`Mesh`](super::Mesh).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mm_wire::handshake::{AckInfo, PeerHello};
-use mm_wire::{Action, DecodeError, EncodeError, FrameDecoder, Header, encode_frame};
+use mm_wire::handshake::{AckInfo, MeshAuthFields, PeerHello};
+use mm_wire::{Action, DecodeError, EncodeError, FrameDecoder, Header, Message, encode_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::auth::{MeshSecret, Side, Transcript, nonce};
+use crate::tls::DialTls;
 
 /// How long a TCP connect to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,6 +47,12 @@ pub(crate) enum LinkError {
     /// No ACK in time.
     #[error("no ACK within the handshake timeout")]
     HandshakeTimeout,
+    /// The TLS handshake failed (an untrusted certificate, say).
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
+    /// The peer did not prove that it knows the mesh secret.
+    #[error("the peer failed mesh authentication: {0}")]
+    Authentication(&'static str),
 }
 
 /// A link that completed its handshake.
@@ -47,6 +60,8 @@ pub(crate) enum LinkError {
 pub(crate) struct Dialled {
     /// The socket.
     pub(crate) stream: TcpStream,
+    /// Its TLS session (mesh TLS).
+    pub(crate) tls: Option<rustls::Connection>,
     /// The peer's address.
     pub(crate) peer_address: SocketAddr,
     /// The peer's ACK info (None for an MM/1 peer: empty ACK).
@@ -68,9 +83,39 @@ pub(crate) struct DialRequest {
     pub(crate) handshake_timeout: Duration,
     /// Largest frame accepted from the peer.
     pub(crate) max_frame: u32,
+    /// Mesh TLS.
+    pub(crate) tls: Option<Arc<DialTls>>,
+    /// The mesh secret.
+    pub(crate) secret: Option<Arc<MeshSecret>>,
 }
 
-/// TCP connect, CONNECT_MESH_PEER, wait for ACK.
+/// A link in its handshake.
+enum DialStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl DialStream {
+    async fn read_buf(&mut self, buffer: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            DialStream::Plain(stream) => stream.read_buf(buffer).await,
+            DialStream::Tls(stream) => stream.read_buf(buffer).await,
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        let result = match self {
+            DialStream::Plain(stream) => stream.write_all(bytes).await,
+            DialStream::Tls(stream) => match stream.write_all(bytes).await {
+                Ok(()) => stream.flush().await,
+                Err(error) => Err(error),
+            },
+        };
+        result.map_err(LinkError::Io)
+    }
+}
+
+/// TCP connect (TLS), CONNECT_MESH_PEER, wait for ACK (and authenticate).
 pub(crate) async fn dial(request: &DialRequest) -> Result<Dialled, LinkError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&request.address))
         .await
@@ -78,23 +123,103 @@ pub(crate) async fn dial(request: &DialRequest) -> Result<Dialled, LinkError> {
         .map_err(LinkError::Connect)?;
     stream.set_nodelay(true).map_err(LinkError::Io)?;
     let peer_address = stream.peer_addr().map_err(LinkError::Io)?;
-    let mut hello_frame = Vec::new();
+    tokio::time::timeout(
+        request.handshake_timeout,
+        handshake(request, stream, peer_address),
+    )
+    .await
+    .map_err(|_| LinkError::HandshakeTimeout)?
+}
+
+async fn handshake(
+    request: &DialRequest,
+    stream: TcpStream,
+    peer_address: SocketAddr,
+) -> Result<Dialled, LinkError> {
+    let mut stream = match &request.tls {
+        None => DialStream::Plain(stream),
+        Some(tls) => {
+            let host = request
+                .address
+                .rsplit_once(':')
+                .map_or(request.address.as_str(), |(host, _)| host);
+            let connector = tokio_rustls::TlsConnector::from(tls.client.clone());
+            let stream = connector
+                .connect(DialTls::server_name(host), stream)
+                .await
+                .map_err(LinkError::Tls)?;
+            DialStream::Tls(Box::new(stream))
+        }
+    };
+    let mut hello = request.hello.clone();
+    let dialler_nonce = request.secret.as_ref().map(|_| nonce());
+    if let Some(nonce) = &dialler_nonce {
+        hello.mesh_auth = Some(MeshAuthFields {
+            nonce: Some(nonce.clone()),
+            proof: None,
+        });
+    }
     let header = Header {
         subscription_id: 0,
         subject: request.service.as_bytes(),
         reply_subject: request.hello.gateway_name.as_bytes(),
         action: Action::ConnectMeshPeer,
     };
-    encode_frame(&mut hello_frame, &header, &request.hello.to_message())
-        .map_err(LinkError::Encode)?;
-    write_all(&stream, &hello_frame).await?;
+    let mut hello_frame = Vec::new();
+    encode_frame(&mut hello_frame, &header, &hello.to_message()).map_err(LinkError::Encode)?;
+    stream.write_all(&hello_frame).await?;
     let mut decoder = FrameDecoder::new(request.max_frame);
-    let ack = tokio::time::timeout(request.handshake_timeout, read_ack(&stream, &mut decoder))
-        .await
-        .map_err(|_| LinkError::HandshakeTimeout)??;
+    let ack = read_ack(&mut stream, &mut decoder).await?;
+    if let (Some(secret), Some(dialler_nonce)) = (&request.secret, &dialler_nonce) {
+        let own_id = request.hello.gateway_id.as_deref().unwrap_or_default();
+        let ack_info = ack
+            .as_ref()
+            .ok_or(LinkError::Authentication("the peer speaks MM/1"))?;
+        let acceptor_id = ack_info.gateway_id.as_deref().unwrap_or_default();
+        // A link to ourselves is recognised by the id alone (and closed by the caller).
+        if acceptor_id != own_id {
+            let auth = ack_info
+                .mesh_auth
+                .as_ref()
+                .ok_or(LinkError::Authentication(
+                    "no challenge: the peer has no mesh secret",
+                ))?;
+            let (Some(acceptor_nonce), Some(proof)) = (&auth.nonce, &auth.proof) else {
+                return Err(LinkError::Authentication("incomplete challenge"));
+            };
+            let transcript = Transcript {
+                service: &request.service,
+                dialler_id: own_id,
+                acceptor_id,
+                dialler_nonce,
+                acceptor_nonce,
+            };
+            if !secret.verify(Side::Acceptor, &transcript, proof) {
+                return Err(LinkError::Authentication("wrong proof of the mesh secret"));
+            }
+            let mut answer =
+                Message::new().add_i32("protocol_version", mm_wire::handshake::PROTOCOL_VERSION);
+            MeshAuthFields {
+                nonce: None,
+                proof: Some(secret.proof(Side::Dialler, &transcript)),
+            }
+            .write(&mut answer);
+            let mut frame = Vec::new();
+            encode_frame(&mut frame, &header, &answer).map_err(LinkError::Encode)?;
+            stream.write_all(&frame).await?;
+        }
+    }
     let leftover = decoder.buffer_mut().split();
+    let (stream, tls) = match stream {
+        DialStream::Plain(stream) => (stream, None),
+        DialStream::Tls(stream) => {
+            let (stream, session) = stream.into_inner();
+            (stream, Some(rustls::Connection::Client(session)))
+        }
+    };
     Ok(Dialled {
         stream,
+        tls,
         peer_address,
         ack,
         leftover,
@@ -103,7 +228,7 @@ pub(crate) async fn dial(request: &DialRequest) -> Result<Dialled, LinkError> {
 
 /// Reads frames until the ACK (skipping anything else).
 async fn read_ack(
-    stream: &TcpStream,
+    stream: &mut DialStream,
     decoder: &mut FrameDecoder,
 ) -> Result<Option<AckInfo>, LinkError> {
     loop {
@@ -120,30 +245,14 @@ async fn read_ack(
                 _ => continue,
             },
             None => {
-                stream.readable().await.map_err(LinkError::Io)?;
                 let buffer = decoder.buffer_mut();
                 buffer.reserve(4096);
-                match stream.try_read_buf(buffer) {
+                match stream.read_buf(buffer).await {
                     Ok(0) => return Err(LinkError::ClosedBeforeAck),
                     Ok(_) => {}
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(error) => return Err(LinkError::Io(error)),
                 }
             }
         }
     }
-}
-
-/// Writes all of `bytes` to a non-blocking stream.
-async fn write_all(stream: &TcpStream, bytes: &[u8]) -> Result<(), LinkError> {
-    let mut written = 0;
-    while written < bytes.len() {
-        stream.writable().await.map_err(LinkError::Io)?;
-        match stream.try_write(&bytes[written..]) {
-            Ok(n) => written += n,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(LinkError::Io(error)),
-        }
-    }
-    Ok(())
 }

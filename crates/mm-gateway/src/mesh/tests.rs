@@ -766,3 +766,39 @@ fn discovery_health_is_recorded_per_source() {
     assert_eq!(mesh.sources()[0].peers, Some(1));
     assert!(out.effects.is_empty(), "not started: nothing dialled yet");
 }
+
+#[test]
+fn replacing_an_accepted_link_is_rate_limited_per_peer_id() {
+    use std::time::Instant;
+
+    use super::{LINK_REPLACEMENT_INTERVAL, LinkRefused};
+    let [first, second, third] = keys(3)[..] else {
+        unreachable!()
+    };
+    let mut mesh = mesh(&[]);
+    let mut out = MeshOutput::default();
+    let start = Instant::now();
+    // A first link is no replacement.
+    assert_eq!(mesh.may_accept_link(Some(PEER_ID), start), Ok(()));
+    mesh.accepted_link_up(first, Some(PEER_ID.into()), "first".into(), &mut out);
+    // The first replacement is allowed; another one soon after is not (two claimants cannot
+    // make the link flap), whatever the claimant.
+    assert_eq!(mesh.may_accept_link(Some(PEER_ID), start), Ok(()));
+    mesh.accepted_link_up(second, Some(PEER_ID.into()), "second".into(), &mut out);
+    mesh.link_closed(first, CloseReason::ReplacedByNewerLink, &mut out);
+    let soon = start + LINK_REPLACEMENT_INTERVAL / 2;
+    assert_eq!(
+        mesh.may_accept_link(Some(PEER_ID), soon),
+        Err(LinkRefused::ReplacedTooRecently(PEER_ID.into()))
+    );
+    // Other peers are not affected, nor MM/1 peers without an id.
+    assert_eq!(
+        mesh.may_accept_link(Some(&OWN_ID.replace('1', "3")), soon),
+        Ok(())
+    );
+    assert_eq!(mesh.may_accept_link(None, soon), Ok(()));
+    // Later, a replacement is allowed again.
+    let later = start + LINK_REPLACEMENT_INTERVAL;
+    assert_eq!(mesh.may_accept_link(Some(PEER_ID), later), Ok(()));
+    mesh.accepted_link_up(third, Some(PEER_ID.into()), "third".into(), &mut out);
+}

@@ -9,18 +9,20 @@ use mm_wire::{Frame, Header, Message};
 use super::*;
 use crate::connection::{Connection, NewConnection, Role};
 use crate::socket::ConnectionHandle;
-use crate::test_harness::{frame, run, socket_pair};
+use crate::test_io::{frame, run, socket_pair};
 
 async fn connection(connections: &mut Connections, role: Role) -> ConnectionKey {
     let (gateway_end, _test_end) = socket_pair().await;
     let address = gateway_end.peer_addr().unwrap();
     let new = NewConnection {
-        handle: ConnectionHandle::new(gateway_end),
+        handle: ConnectionHandle::new(gateway_end, None),
         address,
         name: "test".into(),
         role,
         protocol: Protocol::Mm2,
         peer_heartbeat: Duration::ZERO,
+        access: None,
+        max_frame: mm_wire::DEFAULT_MAX_FRAME,
     };
     connections.insert(Connection::new(1, new, usize::MAX))
 }

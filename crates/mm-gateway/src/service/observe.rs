@@ -178,7 +178,7 @@ mod tests {
     use crate::monitoring::PROBE_FIELD;
     use crate::monitoring::snapshot::{ConnectionQuery, ConnectionSort, SnapshotRequest};
     use crate::monitoring::{SAMPLE_INTERVAL, WINDOW};
-    use crate::test_harness::{SERVICE, TestPeer, TestService, run};
+    use crate::service::test_harness::{SERVICE, TestPeer, TestService, run};
 
     fn monitored() -> GatewayConfig {
         GatewayConfig {

@@ -1,4 +1,4 @@
-//! A whole service in process (see `crate::test_harness`): clients, fake peers, slow consumers,
+//! A whole service in process (see `crate::service::test_harness`): clients, fake peers, slow consumers,
 //! mesh-wide flushes, and the two ways a connection can be named wrongly.
 
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use mm_wire::{Action, Header, Message};
 
 use crate::config::{GatewayConfig, MeshConfig};
-use crate::test_harness::{FakePeerListener, SERVICE, TestPeer, TestService, run};
+use crate::service::test_harness::{FakePeerListener, SERVICE, TestPeer, TestService, run};
 
 const PEER_ID: &str = "0000000000000000000000000000000f";
 
@@ -154,7 +154,7 @@ fn issue_11_interest_withdrawn_by_a_slow_consumer_cut_off_reaches_the_peer() {
         let message = Message::new().add_blob("p", payload);
         let mut batch = Vec::new();
         for _ in 0..64 {
-            batch.extend(crate::test_harness::frame(
+            batch.extend(crate::service::test_harness::frame(
                 &Header::send_message("FLOOD"),
                 &message,
             ));

@@ -6,7 +6,6 @@
 //! everything the test awaits lets the service's tasks run: [`run`] sets that up.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use mm_wire::handshake::{AckInfo, ConnectOptions, PeerHello};
-use mm_wire::{Action, Frame, FrameDecoder, Header, Message, encode_frame};
+use mm_wire::{Action, Frame, FrameDecoder, Header, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -24,35 +23,13 @@ use crate::config::GatewayConfig;
 use crate::connection::ConnectionKey;
 use crate::context::GatewayContext;
 use crate::service::{Incoming, Service};
+pub(crate) use crate::test_io::{frame, run, socket_pair};
 
 /// How long a test waits for something that should happen.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The service name every harness uses.
 pub(crate) const SERVICE: &str = "TEST";
-
-/// Runs `test` on a current-thread runtime inside a `LocalSet`.
-pub(crate) fn run<F: Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, test);
-}
-
-/// A connected loopback pair: (the gateway's end, the test's end). Must be called inside a
-/// runtime.
-pub(crate) async fn socket_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let (connected, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
-    let test_end = connected.expect("connect");
-    let (gateway_end, _) = accepted.expect("accept");
-    gateway_end.set_nodelay(true).expect("nodelay");
-    test_end.set_nodelay(true).expect("nodelay");
-    (gateway_end, test_end)
-}
 
 /// A service under test.
 pub(crate) struct TestService {
@@ -104,10 +81,13 @@ impl TestService {
         let body = first_frame.message().expect("a body");
         let incoming = Incoming {
             stream: gateway_end.into_std().expect("std socket"),
+            tls: None,
             address,
             first_frame,
             body,
             leftover: BytesMut::new(),
+            grant: None,
+            mesh_ack_sent: false,
         };
         let key = self
             .service
@@ -157,6 +137,7 @@ impl TestService {
             gateway_name: "peer".into(),
             gateway_id: Some(peer_id.into()),
             heartbeat_ms: 0,
+            mesh_auth: None,
         };
         let connect = frame(
             &Header {
@@ -228,6 +209,8 @@ impl FakePeerListener {
             gateway_id: Some(peer_id.into()),
             max_frame: mm_wire::DEFAULT_MAX_FRAME,
             heartbeat_ms: 0,
+            inbox_prefix: None,
+            mesh_auth: None,
         };
         peer.send(&Header::new(Action::Ack), &ack.mesh_message())
             .await;
@@ -302,11 +285,4 @@ impl TestPeer {
             }
         }
     }
-}
-
-/// One encoded frame.
-pub(crate) fn frame(header: &Header<'_>, message: &Message) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    encode_frame(&mut bytes, header, message).expect("encode");
-    bytes
 }
