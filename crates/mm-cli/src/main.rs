@@ -29,7 +29,7 @@ const EXIT_ERROR: u8 = 1;
         mm send PRICES.IBM sym=IBM px=123.4 qty:u32=100\n\n  \
         mm reply Service.Echo\n  \
         mm request Service.Echo text=hello --timeout 2\n\n  \
-        mm stats --gateway gw1:5050 --service VULCAN\n\n  \
+        mm stats --gateway gw1:5050 --service ORDERS\n\n  \
         mm bench pubsub --size 16 --count 5000000\n\n\
         Every command takes --gateway HOST:PORT (default 127.0.0.1:5050) and --service NAME.\n\
         Run `mm help COMMAND` for a command's options and examples."

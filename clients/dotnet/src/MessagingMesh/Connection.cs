@@ -599,7 +599,7 @@ namespace MessagingMesh
             Close("closed by the application", true);
         }
 
-        /// <summary>Describes the connection, e.g. <c>Connection VULCAN @ localhost:5050 (MM/2, Connected)</c>.</summary>
+        /// <summary>Describes the connection, e.g. <c>Connection DEFAULT @ localhost:5050 (MM/2, Connected)</c>.</summary>
         public override string ToString()
         {
             lock (writeLock) return "Connection " + parameters.Service + " @ " + Describe() + " (MM/"

@@ -16,7 +16,7 @@ use super::{GatewayArgs, Lifetime, connect, parse_seconds};
 (connections, mesh links, peers). Field names are those of the gateway's _MM.STATS answer.\n\n\
 Examples:\n  \
 mm stats\n  \
-mm stats --gateway gw1:5050 --service VULCAN\n  \
+mm stats --gateway gw1:5050 --service ORDERS\n  \
 mm stats --json | jq '.connection'"
 )]
 pub struct Args {
