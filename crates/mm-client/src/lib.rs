@@ -14,7 +14,7 @@
 //! use messaging_mesh::{Connection, ConnectionParams, Message, Received};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let conn = Connection::connect(ConnectionParams::new("127.0.0.1:5050", "VULCAN"))?;
+//! let conn = Connection::connect(ConnectionParams::new("127.0.0.1:5050", "DEFAULT"))?;
 //! let _sub = conn.subscribe("PRICES.>", |m: &Received| println!("{} {}", m.subject(), m.message()))?;
 //! conn.send("PRICES.IBM", &Message::new().add_string("sym", "IBM").add_f64("px", 123.4))?;
 //! let request = Message::new().add_f64("A", 0.5).add_f64("B", 1.5);
@@ -123,8 +123,8 @@ pub use error::{
 pub use notification::{LogLevel, Logger, Notification, NotificationHook};
 pub use params::{
     ConnectionParams, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_PENDING_BYTES,
-    DEFAULT_PENDING_MESSAGES, DEFAULT_RECONNECT_BUFFER_BYTES, DEFAULT_REQUEST_SPIN,
-    DEFAULT_WRITE_HIGH_WATER, DispatchMode, PendingLimits, ReconnectPolicy,
+    DEFAULT_PENDING_MESSAGES, DEFAULT_PORT, DEFAULT_RECONNECT_BUFFER_BYTES, DEFAULT_REQUEST_SPIN,
+    DEFAULT_SERVICE, DEFAULT_WRITE_HIGH_WATER, DispatchMode, PendingLimits, ReconnectPolicy,
 };
 pub use received::Received;
 pub use status::{ConnectionStats, ConnectionStatus, GatewayInfo};
