@@ -49,8 +49,8 @@ if cargo tree -p messaging-mesh -e normal,features -i tokio --locked --prefix no
   exit 1
 fi
 
-step "build binaries for the end-to-end tests"
-cargo build --workspace --bins --locked
+step "build binaries and examples for the end-to-end tests"
+cargo build --workspace --bins --examples --locked
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
