@@ -29,8 +29,8 @@ struct Args {
     /// TCP port to listen on; 0 picks a free one.
     #[arg(short, long)]
     port: Option<u16>,
-    /// Address to listen on.
-    #[arg(long)]
+    /// Address to listen on: an IP address or a host name (`localhost`), resolved at start.
+    #[arg(long, value_name = "ADDR", value_parser = parse_bind)]
     bind: Option<IpAddr>,
     /// JSON configuration file (`//` comments allowed).
     #[arg(long, value_name = "FILE")]
@@ -90,6 +90,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An IP address, or a host name resolved to its first IPv4 address (else its first address).
+fn parse_bind(text: &str) -> Result<IpAddr, String> {
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let addresses: Vec<IpAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(text, 0))
+        .map_err(|error| format!("cannot resolve `{text}`: {error}"))?
+        .map(|address| address.ip())
+        .collect();
+    addresses
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
 }
 
 fn init_logging(level: &str) {
