@@ -184,8 +184,8 @@ pub(crate) struct Service {
     retiring: VecDeque<Retiring>,
     /// Whether the task that retires them in slices is running.
     retiring_task: bool,
-    /// The last `_MM.STATS` answer body and when it was computed.
-    stats_cache: Option<(Instant, Vec<u8>)>,
+    /// The last `_MM.STATS` answer body and when it was computed: without patterns, with them.
+    stats_cache: [Option<(Instant, Vec<u8>)>; 2],
     /// Output queued by this service's connections (sum of their `counted_pending`).
     queued_total: usize,
     /// `queued_total` as last added to the gateway-wide total.
@@ -245,7 +245,7 @@ impl Service {
                 next_clock_check: 0,
                 retiring: VecDeque::new(),
                 retiring_task: false,
-                stats_cache: None,
+                stats_cache: [None, None],
                 queued_total: 0,
                 queued_reported: 0,
                 partial_total: 0,
@@ -793,7 +793,9 @@ impl Service {
         );
         let Some(outcome) = routed else {
             match (refused, publisher) {
-                (Some(Refused::GatewayRequest), Some(key)) => self.on_gateway_request(key, header),
+                (Some(Refused::GatewayRequest), Some(key)) => {
+                    self.on_gateway_request(key, frame, header)
+                }
                 (Some(Refused::Invalid(error)), Some(key)) => self.misuse(
                     key,
                     ErrorCode::InvalidSubject,
@@ -1061,7 +1063,7 @@ impl Service {
     // Gateway requests (`_MM.`, SPEC §9)
     // ---------------------------------------------------------------------------------------
 
-    fn on_gateway_request(&mut self, key: ConnectionKey, header: &HeaderView<'_>) {
+    fn on_gateway_request(&mut self, key: ConnectionKey, frame: &[u8], header: &HeaderView<'_>) {
         if header.reply_subject.is_empty() {
             self.misuse(
                 key,
@@ -1098,8 +1100,12 @@ impl Service {
             );
             return;
         }
-        self.refresh_stats(now);
-        let Some((_, body)) = &self.stats_cache else {
+        // `{subscriptions: true}` asks for every listed connection's patterns too.
+        let with_patterns = decode_or_empty(&frame[header.body_offset..])
+            .try_bool("subscriptions")
+            .unwrap_or(false);
+        self.refresh_stats(now, with_patterns);
+        let Some((_, body)) = &self.stats_cache[usize::from(with_patterns)] else {
             return;
         };
         let mut frame = Vec::new();
@@ -1121,11 +1127,12 @@ impl Service {
         }
     }
 
-    /// Computes the `_MM.STATS` answer, unless the last one is recent enough to reuse: however
-    /// many clients ask, a service computes it at most once per [`STATS_REUSE`].
-    fn refresh_stats(&mut self, now: Instant) {
-        if self
-            .stats_cache
+    /// Computes the `_MM.STATS` answer (with or without patterns), unless the last one is recent
+    /// enough to reuse: however many clients ask, a service computes each at most once per
+    /// [`STATS_REUSE`].
+    fn refresh_stats(&mut self, now: Instant, with_patterns: bool) {
+        let cache = &mut self.stats_cache[usize::from(with_patterns)];
+        if cache
             .as_ref()
             .is_some_and(|(computed, _)| now.duration_since(*computed) < STATS_REUSE)
         {
@@ -1138,15 +1145,13 @@ impl Service {
             router: &self.router,
             mesh: &self.mesh,
             counters: &self.counters,
+            with_patterns,
         });
-        let mut body = self
-            .stats_cache
-            .take()
-            .map(|(_, body)| body)
-            .unwrap_or_default();
+        let cache = &mut self.stats_cache[usize::from(with_patterns)];
+        let mut body = cache.take().map(|(_, body)| body).unwrap_or_default();
         body.clear();
         if answer.encode(&mut body).is_ok() {
-            self.stats_cache = Some((now, body));
+            *cache = Some((now, body));
         }
     }
 

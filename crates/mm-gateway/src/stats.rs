@@ -24,12 +24,19 @@ pub(crate) struct StatsSources<'a> {
     pub(crate) mesh: &'a Mesh,
     /// Its counters.
     pub(crate) counters: &'a ServiceCounters,
+    /// Whether each listed connection and link also lists its patterns (a request body with
+    /// `subscriptions` = true).
+    pub(crate) with_patterns: bool,
 }
 
 /// Most `connection` entries in an answer (and, apart, most `link` entries): the busiest, by
 /// bytes in and out. The totals cover every connection; `connections_omitted` and
 /// `links_omitted` count the rest. Bounds the answer's size and the work of building it.
 pub(crate) const MAX_LISTED_CONNECTIONS: usize = 100;
+
+/// Most `pattern` fields in one `connection` or `link` entry of an answer with subscriptions;
+/// `patterns_omitted` counts the rest.
+pub(crate) const MAX_LISTED_PATTERNS: usize = 100;
 
 /// The answer to `_MM.STATS`: service totals, then one `connection` field per client, one `link`
 /// field per mesh link (the busiest [`MAX_LISTED_CONNECTIONS`] of each) and one `peer` field per
@@ -95,6 +102,9 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
             .add_u64("pending_bytes", connection.outbound.pending() as u64)
             .add_u64("pending_frames", connection.outbound.frames() as u64);
         connection.counters.write_fields(&mut entry);
+        if sources.with_patterns {
+            write_patterns(&mut entry, connection);
+        }
         match &connection.role {
             Role::Client { .. } => {
                 message.push("connection", entry);
@@ -132,6 +142,25 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
         );
     }
     message
+}
+
+/// Up to [`MAX_LISTED_PATTERNS`] of the connection's patterns, sorted, as repeated `pattern`
+/// fields, then `patterns_omitted`.
+fn write_patterns(entry: &mut Message, connection: &Connection) {
+    let mut patterns: Vec<&[u8]> = connection
+        .subscriptions
+        .patterns()
+        .take(MAX_LISTED_PATTERNS)
+        .collect();
+    patterns.sort_unstable();
+    for pattern in patterns.iter() {
+        entry.push("pattern", String::from_utf8_lossy(pattern).as_ref());
+    }
+    let omitted = connection
+        .subscriptions
+        .len()
+        .saturating_sub(patterns.len());
+    entry.push("patterns_omitted", omitted as u64);
 }
 
 /// The busiest [`MAX_LISTED_CONNECTIONS`] connections that pass `filter` (O(n), no full sort),
