@@ -695,3 +695,60 @@ fn localhost_names_the_gateway() {
     let value: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
     assert_eq!(value["message"]["service"], "DEFAULT");
 }
+
+#[test]
+fn listen_shows_the_gateways_advisories_such_as_a_slow_consumer_cut_off() {
+    // 64 KiB frames, 128 KiB of queued output per client.
+    let config = mm_testkit::write_config(
+        "advisories",
+        r#"{"MaxFrameBytes": 65536, "MaxPendingBytes": 131072}"#,
+    );
+    let gateway = GatewayProcess::start(&["--config", config.to_str().unwrap()]);
+    let listen = Background::start(mm(
+        &gateway,
+        "listen",
+        &["--json", "--count", "1", "_MM.ADVISORY.>"],
+    ));
+    // A subscriber that never reads.
+    let mut slowpoke = mm_testkit::RawClient::connect(
+        gateway.address(),
+        mm_testkit::RawClientOptions {
+            name: "slowpoke".into(),
+            ..mm_testkit::RawClientOptions::mm2(SERVICE)
+        },
+    );
+    slowpoke.subscribe(1, "FLOOD");
+    slowpoke.flush();
+    // Publish until the slow subscriber is cut off (the kernel's socket buffers take a few MiB
+    // first), at most 512 MiB.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let stop = stop.clone();
+        let address = gateway.address();
+        std::thread::spawn(move || {
+            let mut publisher = mm_testkit::RawClient::mm2(address, SERVICE);
+            let message = messaging_mesh::Message::new().add_blob("p", vec![0x42; 60_000]);
+            for _ in 0..8_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                publisher.publish("FLOOD", "", &message);
+            }
+        })
+    };
+    let (code, out) = listen.finish();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publisher.join().unwrap();
+    assert_eq!(code, Some(0));
+    let value: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(value["subject"], "_MM.ADVISORY.WARN.CLIENT.SLOW_CONSUMER");
+    let advisory = &value["message"];
+    assert_eq!(advisory["name"], "slowpoke");
+    assert_eq!(advisory["service"], SERVICE);
+    assert_eq!(advisory["cause"], "bound");
+    assert_eq!(advisory["bound"], 131072);
+    assert!(
+        advisory["dropped_frames"].as_u64().unwrap() > 0,
+        "{advisory}"
+    );
+}

@@ -31,6 +31,8 @@
 //!   that returns effects; `mesh::dial` dials.
 //! * `subscriptions` — one connection's subscriptions, indexed by id and by pattern.
 //! * `counters`, `stats` — counters, and the `_MM.STATS` answer built from them.
+//! * `advisory` — `_MM.ADVISORY.>` messages (slow consumers, refused clients, mesh links up and
+//!   down): built and rate limited there, published by `service`.
 //! * `memory` — handing memory back to the system after a burst.
 //! * `log_limit`, `rate_limit` — warnings a few at a time, subjects cut short in logs; how often
 //!   a connection may ask for something costly.
@@ -38,6 +40,7 @@
 //! Dependencies between these modules point one way — `service` uses the parts, the parts never
 //! use `service` — and docs/architecture.md draws the picture.
 
+mod advisory;
 pub mod config;
 mod connection;
 mod context;

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::advisory::RefusedConnect;
 use crate::config::MAX_HANDSHAKE_FRAME_BYTES;
 use crate::context::GatewayContext;
 use crate::log_limit::{WarningBudget, shown};
@@ -158,6 +159,9 @@ impl ServiceRegistry {
                     ticket.load.arriving.fetch_sub(1, Ordering::SeqCst);
                     incoming = back;
                 }
+                Err(tokio::sync::mpsc::error::SendError(ServiceCommand::Refused(_))) => {
+                    unreachable!("the command sent was an Attach")
+                }
             }
             if let Ok(mut services) = self.services.lock() {
                 if services
@@ -175,6 +179,19 @@ impl ServiceRegistry {
             }
         }
         Err((ServiceUnavailable::Stopped, incoming))
+    }
+
+    /// Tells service `name`, if it is running, that a client of it was refused, for its
+    /// advisory. Never starts a service and never waits: a full command queue drops it.
+    fn advise_refused(&self, name: &str, refused: RefusedConnect) {
+        let Ok(services) = self.services.lock() else {
+            return;
+        };
+        if let Some(handle) = services.get(name) {
+            let _ = handle
+                .commands
+                .try_send(ServiceCommand::Refused(Box::new(refused)));
+        }
     }
 
     /// Stops the on-demand services that have had no connection for `ServiceIdleStopMs`.
@@ -431,6 +448,7 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
     }
     // Validated above: a service name is UTF-8.
     let service_name = String::from_utf8_lossy(service_name).into_owned();
+    let client_name = String::from_utf8_lossy(first.header().reply_subject).into_owned();
     let ticket = match registry.ticket(&service_name) {
         Ok(ticket) => ticket,
         Err(unavailable) => {
@@ -439,7 +457,7 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
                 &stream,
                 address,
                 protocol,
-                &service_name,
+                (&service_name, &client_name),
                 &unavailable,
             )
             .await;
@@ -470,7 +488,7 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
                 &stream,
                 address,
                 protocol,
-                &service_name,
+                (&service_name, &client_name),
                 &unavailable,
             )
             .await;
@@ -478,18 +496,28 @@ async fn handshake(stream: TcpStream, address: SocketAddr, registry: Arc<Service
     }
 }
 
-/// Logs (within the warning budget) and answers SERVICE_REFUSED.
+/// Logs (within the warning budget), advises the service if it runs, and answers
+/// SERVICE_REFUSED.
 async fn refuse_service(
     registry: &ServiceRegistry,
     stream: &TcpStream,
     address: SocketAddr,
     protocol: Protocol,
-    service_name: &str,
+    (service_name, client_name): (&str, &str),
     unavailable: &ServiceUnavailable,
 ) {
     if registry.warning_allowed() {
         warn!(%address, service = %service_name, "{unavailable}: refusing connection");
     }
+    registry.advise_refused(
+        service_name,
+        RefusedConnect {
+            name: client_name.to_owned(),
+            address,
+            code: ErrorCode::ServiceRefused,
+            text: unavailable.to_string(),
+        },
+    );
     refuse(
         stream,
         protocol,

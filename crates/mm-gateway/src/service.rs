@@ -54,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::advisory::{Advisories, RefusedConnect};
 use crate::config::GatewayConfig;
 use crate::connection::{CloseReason, Connection, ConnectionKey, Connections, NewConnection, Role};
 use crate::context::GatewayContext;
@@ -138,6 +139,8 @@ pub(crate) struct Incoming {
 pub(crate) enum ServiceCommand {
     /// Take over a connection.
     Attach(Box<Incoming>),
+    /// The acceptor refused a client of this service: publish the advisory.
+    Refused(Box<RefusedConnect>),
 }
 
 /// The state of one service, owned by its thread.
@@ -160,6 +163,8 @@ pub(crate) struct Service {
     applying_mesh_output: bool,
     /// Counters.
     pub(crate) counters: ServiceCounters,
+    /// Advisories waiting to be published, and their rate limits.
+    pub(crate) advisories: Advisories,
     /// The shared read buffer (taken out while a read runs).
     read_buffer: Vec<u8>,
     /// Where frames the gateway builds are encoded before they are queued.
@@ -223,10 +228,12 @@ impl Service {
             context.config.mesh_for(&name),
             context.config.redial_max,
         );
+        let advisories = Advisories::new(&name, &context.config.name, &context.gateway_id);
         Rc::new_cyclic(|this| {
             RefCell::new(Service {
                 name,
                 context,
+                advisories,
                 connections: Connections::with_key(),
                 router: Router::new(),
                 mesh,
@@ -399,6 +406,8 @@ impl Service {
             peer_heartbeat: Duration::from_millis(hello.heartbeat_ms.max(0) as u64),
         });
         self.send_frame(key, &Header::new(Action::Ack), &ack);
+        self.advisories
+            .link_up(Instant::now(), &self.connections[key]);
         let describe = format!("{} ({protocol})", self.connections[key].describe());
         self.mesh.accepted_link_up(
             key,
@@ -619,6 +628,8 @@ impl Service {
             protocol,
             peer_heartbeat,
         });
+        self.advisories
+            .link_up(Instant::now(), &self.connections[key]);
         self.mesh
             .dialled_link_up(dialer, key, peer_id, protocol, &mut self.mesh_output);
         self.apply_mesh_output();
@@ -1145,6 +1156,7 @@ impl Service {
             router: &self.router,
             mesh: &self.mesh,
             counters: &self.counters,
+            advisories: &self.advisories,
             with_patterns,
         });
         let cache = &mut self.stats_cache[usize::from(with_patterns)];
@@ -1204,12 +1216,49 @@ impl Service {
     /// budgets: past them, the largest backlogs go first.
     pub(crate) fn flush(&mut self) {
         loop {
+            self.publish_advisories();
             self.drain_flush_set();
             self.report_totals();
-            if !self.enforce_budgets() {
+            if !self.enforce_budgets() && !self.advisories.has_pending() {
                 break;
             }
         }
+    }
+
+    /// Publishes the advisories raised since the last flush, from the gateway, as an `_MM.STATS`
+    /// answer travels: to every matching subscription here and at mesh peers.
+    fn publish_advisories(&mut self) {
+        if !self.advisories.has_pending() {
+            return;
+        }
+        for (kind, message) in self.advisories.take_pending() {
+            let subject = kind.subject().as_bytes();
+            let mut frame = std::mem::take(&mut self.frame_scratch);
+            frame.clear();
+            let header = Header {
+                subscription_id: 0,
+                subject,
+                reply_subject: &[],
+                action: Action::SendMessage,
+            };
+            if encode_frame(&mut frame, &header, &message).is_ok() {
+                let outcome =
+                    self.router
+                        .route(Origin::Gateway, &frame, subject, &mut self.connections);
+                self.batch_work += outcome.visited;
+                if outcome.dropped > 0 || self.router.has_cut_offs() {
+                    self.after_route(outcome.dropped, frame.len());
+                }
+            }
+            self.frame_scratch = frame;
+        }
+    }
+
+    /// The acceptor refused a client of this service (SERVICE_REFUSED, …): advise.
+    pub(crate) fn refused_at_connect(&mut self, refused: &RefusedConnect) {
+        self.advisories
+            .client_refused_at_connect(Instant::now(), refused);
+        self.flush();
     }
 
     fn drain_flush_set(&mut self) {
@@ -1331,6 +1380,13 @@ impl Service {
             bound = connection.output_bound,
             "{why}"
         );
+        self.advisories.slow_consumer(
+            Instant::now(),
+            connection,
+            reason,
+            dropped_frames,
+            dropped_bytes,
+        );
         self.counters.dropped_bytes += dropped_bytes as u64;
         self.counters.dropped_frames += dropped_frames as u64;
         if reason == CloseReason::OutputBudget {
@@ -1385,6 +1441,10 @@ impl Service {
             );
         } else {
             self.counters.log_lines_suppressed += 1;
+        }
+        if matches!(code, ErrorCode::LimitExceeded | ErrorCode::RateLimited) {
+            self.advisories
+                .client_refused(Instant::now(), connection, code, subject, text);
         }
         if connection.protocol == Protocol::Mm2 {
             let subject = echoed(subject);
@@ -1478,6 +1538,10 @@ impl Service {
             warn!(service = %self.name, connection = %connection.describe(), %reason, subscriptions = count, "connection closed");
         }
         if connection.role.is_link() {
+            if !self.shutting_down {
+                self.advisories
+                    .link_down(Instant::now(), &connection, reason);
+            }
             self.mesh.link_closed(key, reason, &mut self.mesh_output);
         }
         self.apply_mesh_output();
@@ -1831,6 +1895,9 @@ async fn run(
                     state.borrow_mut().attach(*incoming);
                     load.arriving.fetch_sub(1, Ordering::SeqCst);
                 }
+                Some(ServiceCommand::Refused(refused)) => {
+                    state.borrow_mut().refused_at_connect(&refused);
+                }
                 None => break,
             },
             _ = ticker.tick() => state.borrow_mut().housekeeping(),
@@ -1839,8 +1906,10 @@ async fn run(
     // Refuse what is still queued (the acceptor gets the connections back and retries them), then
     // close everything.
     commands.close();
-    while let Ok(ServiceCommand::Attach(_)) = commands.try_recv() {
-        load.arriving.fetch_sub(1, Ordering::SeqCst);
+    while let Ok(command) = commands.try_recv() {
+        if let ServiceCommand::Attach(_) = command {
+            load.arriving.fetch_sub(1, Ordering::SeqCst);
+        }
     }
     state.borrow_mut().close_all();
     tasks.close();
@@ -1853,5 +1922,7 @@ async fn run(
     info!(service = %name, "service stopped");
 }
 
+#[cfg(test)]
+mod advisory_tests;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 use mm_wire::Message;
 use mm_wire::handshake::Protocol;
 
+use crate::advisory::Advisories;
 use crate::connection::{Connection, Connections, Role};
 use crate::context::GatewayContext;
 use crate::counters::ServiceCounters;
@@ -24,6 +25,8 @@ pub(crate) struct StatsSources<'a> {
     pub(crate) mesh: &'a Mesh,
     /// Its counters.
     pub(crate) counters: &'a ServiceCounters,
+    /// Its advisories (for their counts).
+    pub(crate) advisories: &'a Advisories,
     /// Whether each listed connection and link also lists its patterns (a request body with
     /// `subscriptions` = true).
     pub(crate) with_patterns: bool,
@@ -78,7 +81,12 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
         .push("log_lines_suppressed", counters.log_lines_suppressed)
         .push("stats_requests_refused", counters.stats_requests_refused)
         .push("output_budget_cuts", counters.output_budget_cuts)
-        .push("input_budget_closes", counters.input_budget_closes);
+        .push("input_budget_closes", counters.input_budget_closes)
+        .push("advisories_published", sources.advisories.published_total())
+        .push(
+            "advisories_suppressed",
+            sources.advisories.suppressed_total(),
+        );
     let (listed_clients, clients_omitted) =
         busiest(sources.connections, |connection| !connection.role.is_link());
     let (listed_links, links_omitted) =
