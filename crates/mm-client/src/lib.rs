@@ -96,8 +96,11 @@
 //!   * `spin.rs` — how long a blocking waiter polls before it sleeps;
 //!   * `shared.rs` — the state the engine, the dispatch thread and `client.rs` share;
 //!   * `received.rs` — [`Received`] and where a received frame's parts lie;
-//!   * `notification.rs`, `params.rs`, `status.rs`, `error.rs` — the public types above.
+//!   * `notification.rs`, `params.rs`, `status.rs`, `error.rs` — the public types above;
+//!   * [`advisory`] — advisories the connection delivers to its own subscriptions (a
+//!     subscription that passed its pending limit), and their rate.
 
+pub mod advisory;
 mod async_connection;
 mod client;
 mod completion;

@@ -84,7 +84,11 @@ impl Running {
 
     /// Waits for a line containing `text` (stderr or stdout); panics with what came instead.
     fn expect_line(&self, on_stderr: bool, text: &str) -> String {
-        let lines = if on_stderr { &self.stderr } else { &self.stdout };
+        let lines = if on_stderr {
+            &self.stderr
+        } else {
+            &self.stdout
+        };
         let mut seen = Vec::new();
         let deadline = std::time::Instant::now() + PATIENCE;
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
