@@ -297,8 +297,7 @@ namespace MessagingMesh
             {
                 if (IsGatewaySubject(subject))
                 {
-                    throw new InvalidSubjectException(
-                        subject, "is reserved for the gateway: send a request instead", 1, "_MM");
+                    throw InvalidSubjectException.Reserved(subject);
                 }
             }
             else
@@ -358,8 +357,8 @@ namespace MessagingMesh
             if (!pendingReply.Wait(deadline, out reply))
             {
                 lock (requestsLock) requests.Remove(pendingReply.Id);
-                throw new MeshTimeoutException("no reply to a request to \"" + subject + "\" within "
-                                               + timeoutMilliseconds + " ms");
+                throw new MeshTimeoutException("no reply to `" + subject + "` within "
+                                               + Clock.Describe(timeoutMilliseconds));
             }
             return reply;
         }
@@ -387,8 +386,8 @@ namespace MessagingMesh
             {
                 if (first.Result != confirmed)
                 {
-                    return Failed(new MeshTimeoutException("no reply to a request to \"" + subject
-                                                           + "\": the inbox was not confirmed in time"));
+                    return Failed(new MeshTimeoutException("no reply to `" + subject
+                                                           + "`: the inbox was not confirmed in time"));
                 }
                 if (confirmed.IsFaulted && confirmed.Exception.InnerException is ConnectionClosedException)
                 {
@@ -426,7 +425,7 @@ namespace MessagingMesh
                 if (delay.IsCanceled) return;
                 lock (requestsLock) requests.Remove(pendingReply.Id);
                 pendingReply.Complete(null, new MeshTimeoutException(
-                    "no reply to a request to \"" + subject + "\" within " + timeoutMs + " ms"));
+                    "no reply to `" + subject + "` within " + Clock.Describe(timeoutMs)));
             }, TaskContinuationOptions.ExecuteSynchronously);
             task.ContinueWith(done => cancel.Cancel(), TaskContinuationOptions.ExecuteSynchronously);
             return task;
