@@ -100,6 +100,16 @@
 //!   * [`advisory`] — advisories the connection delivers to its own subscriptions (a
 //!     subscription that passed its pending limit), and their rate.
 
+/// This crate's README and the repository's: their Rust code blocks are compiled (and, when they
+/// need no gateway, run) by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct RepositoryReadmeDoctests;
+
 pub mod advisory;
 mod async_connection;
 mod client;

@@ -40,6 +40,11 @@
 //! Dependencies between these modules point one way — `service` uses the parts, the parts never
 //! use `service` — and docs/architecture.md draws the picture.
 
+/// This crate's README: its code blocks are compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod advisory;
 pub mod config;
 mod connection;
