@@ -8,11 +8,12 @@
 #      C# client; chromium and Node.js for the dashboard's browser test)
 #   2. formatting and lints (cargo fmt --check, clippy -D warnings)
 #   3. build the binaries the end-to-end tests start (mm-gateway, mm)
-#   4. every Rust test (unit, property, end to end), and doc tests
+#   4. every Rust test (unit, property, end to end), and doc tests (which include the READMEs)
 #   5. the monitoring dashboard in headless Chromium (playwright-core from npm, pinned in
 #      tests/browser/package-lock.json; it drives Debian's chromium, it downloads no browser)
 #   6. fuzz targets: replay the checked-in corpus and fuzz each target for a short while
-#   7. the C# client: build with mcs, run its NUnit suite (including end-to-end tests)
+#   7. the C# client: build with mcs, run its NUnit suite (including end-to-end tests); then every
+#      C#, C++ and C snippet of the markdown files is compiled (scripts/check-doc-snippets.sh)
 #   8. the C++ client: CMake build (which drives cargo for the C ABI), its GoogleTest suite under
 #      ctest, the same suite under AddressSanitizer + UndefinedBehaviorSanitizer, a short valgrind
 #      session, and the package used through find_package (after cmake --install) and
@@ -59,8 +60,8 @@ if cargo tree -p messaging-mesh -e normal,features -i tokio --locked --prefix no
   exit 1
 fi
 
-step "build binaries for the end-to-end tests"
-cargo build --workspace --bins --all-features --locked
+step "build binaries and examples for the end-to-end tests"
+cargo build --workspace --bins --examples --all-features --locked
 
 step "Rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
@@ -79,14 +80,19 @@ MM_GATEWAY_BIN="$PWD/target/debug/mm-gateway" MM_BIN="$PWD/target/debug/mm" \
 step "fuzz targets (corpus replay + ${FUZZ_SECONDS}s each)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 for target in frame_decoder body_decoder; do
+  echo "fuzz target $target:"
   scratch="$(mktemp -d)"
+  # The last lines of libFuzzer's report (final stats), each prefixed with the target's name.
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$scratch" "corpus/$target" -- \
-      -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 | tail -n 3)
+      -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 | tail -n 3 | sed "s/^/  $target: /")
   rm -rf "$scratch"
 done
 
 step "C# client"
 MM_GATEWAY_BIN="$PWD/target/debug/mm-gateway" MM_BIN="$PWD/target/debug/mm" bash clients/dotnet/test.sh
+
+step "documentation snippets: C#, C++ and C blocks compiled (Rust blocks are doc tests, above)"
+bash scripts/check-doc-snippets.sh clients/dotnet/build/MessagingMesh.dll
 
 step "C++ client"
 # One build per configuration, kept in target/cpp so that reruns are incremental; both link the

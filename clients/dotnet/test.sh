@@ -51,7 +51,8 @@ echo "building examples and benchmark" >&2
 for example in "$here"/examples/*.cs; do
     [ -f "$example" ] || continue
     name="$(basename "$example" .cs)"
-    mcs "${mcs_flags[@]}" -target:exe -out:"$build/$name.exe" -r:"$build/MessagingMesh.dll" "$example"
+    mcs "${mcs_flags[@]}" -target:exe -out:"$build/$name.exe" -r:"$build/MessagingMesh.dll" "$example" \
+        "$here"/examples/shared/*.cs
 done
 for bench in "$here"/bench/*.cs; do
     [ -f "$bench" ] || continue

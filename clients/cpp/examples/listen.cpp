@@ -1,6 +1,6 @@
 // Prints every message on the given subject patterns, one line each (like tibrvlisten).
 //
-//   listen [--gateway HOST:PORT] [--service NAME] [--count N] PATTERN...
+//   listen [--gateway HOST[:PORT]] [--service NAME] [--count N] PATTERN...
 //
 // Defaults: 127.0.0.1:5050, service DEFAULT, pattern ">" (everything). With --count, exits
 // after N messages. Lines look like:  PRICES.IBM [reply _INBOX.x.1] {seq=1 price=100.25}
@@ -21,7 +21,10 @@ volatile std::sig_atomic_t interrupted = 0;
 }  // namespace
 
 int main(int argc, char** argv) {
-    Options options(argc, argv, "listen");
+    Options options(argc, argv, "listen",
+                    "usage: listen [--gateway HOST[:PORT]] [--service NAME] [--count N] [PATTERN...]\n"
+                    "Prints every message on the patterns (default \">\"), one line each, until interrupted.\n"
+                    "Defaults: 127.0.0.1:5050, service DEFAULT. --count N: exit after N messages.");
     if (options.positional.empty()) options.positional.push_back(">");
     options.params.NotificationCallback = [](const MessagingMesh::Notification& notification) {
         if (notification.type != MessagingMesh::Notification::CONNECTED) {

@@ -1,6 +1,6 @@
 // Publishes a few messages to a subject.
 //
-//   publisher [--gateway HOST:PORT] [--service NAME] [SUBJECT] [COUNT]
+//   publisher [--gateway HOST[:PORT]] [--service NAME] [SUBJECT] [COUNT]
 //
 // Defaults: 127.0.0.1:5050, service DEFAULT, subject PRICES.IBM, 10 messages.
 #include <chrono>
@@ -11,7 +11,10 @@
 #include "Options.h"
 
 int main(int argc, char** argv) {
-    Options options(argc, argv, "publisher example");
+    Options options(argc, argv, "publisher example",
+                    "usage: publisher [--gateway HOST[:PORT]] [--service NAME] [SUBJECT] [COUNT]\n"
+                    "Publishes COUNT messages (default 10) to SUBJECT (default PRICES.IBM).\n"
+                    "Defaults: 127.0.0.1:5050, service DEFAULT.");
     const std::string subject = options.arg(0, "PRICES.IBM");
     const int count = std::stoi(options.arg(1, "10"));
     try {

@@ -1,6 +1,6 @@
 // Sends a request to the adder service (see responder.cpp) and prints the reply.
 //
-//   requester [--gateway HOST:PORT] [--service NAME] [SUBJECT] [A] [B]
+//   requester [--gateway HOST[:PORT]] [--service NAME] [SUBJECT] [A] [B]
 //
 // Defaults: 127.0.0.1:5050, service DEFAULT, subject Service.Add, 1.5 + 2.25.
 #include <chrono>
@@ -12,7 +12,10 @@
 
 int main(int argc, char** argv) {
     using namespace std::chrono_literals;
-    Options options(argc, argv, "requester example");
+    Options options(argc, argv, "requester example",
+                    "usage: requester [--gateway HOST[:PORT]] [--service NAME] [SUBJECT] [A] [B]\n"
+                    "Asks SUBJECT (default Service.Add) for A + B (default 1.5 + 2.25) and prints the answer.\n"
+                    "Defaults: 127.0.0.1:5050, service DEFAULT.");
     const std::string subject = options.arg(0, "Service.Add");
     const double a = std::stod(options.arg(1, "1.5"));
     const double b = std::stod(options.arg(2, "2.25"));

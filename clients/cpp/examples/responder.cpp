@@ -1,6 +1,6 @@
 // Answers requests: replies to {A: double, B: double} with {sum: A + B}.
 //
-//   responder [--gateway HOST:PORT] [--service NAME] [--count N] [SUBJECT]
+//   responder [--gateway HOST[:PORT]] [--service NAME] [--count N] [SUBJECT]
 //
 // Defaults: 127.0.0.1:5050, service DEFAULT, subject Service.Add. Runs until standard input
 // closes, or until it answered --count requests.
@@ -15,7 +15,10 @@
 #include "Options.h"
 
 int main(int argc, char** argv) {
-    Options options(argc, argv, "responder example");
+    Options options(argc, argv, "responder example",
+                    "usage: responder [--gateway HOST[:PORT]] [--service NAME] [--count N] [SUBJECT]\n"
+                    "Answers {A, B} with {sum: A + B} on SUBJECT (default Service.Add) until standard input\n"
+                    "closes, or --count requests were answered. Defaults: 127.0.0.1:5050, service DEFAULT.");
     const std::string subject = options.arg(0, "Service.Add");
     std::mutex mutex;
     std::condition_variable done;

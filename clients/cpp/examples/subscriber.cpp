@@ -1,7 +1,7 @@
 // Subscribes to a subject pattern and prints what arrives, in the queue dispatch mode: the main
 // thread runs the callbacks by calling processMessageQueue.
 //
-//   subscriber [--gateway HOST:PORT] [--service NAME] [PATTERN] [COUNT]
+//   subscriber [--gateway HOST[:PORT]] [--service NAME] [PATTERN] [COUNT]
 //
 // Defaults: 127.0.0.1:5050, service DEFAULT, pattern PRICES.>, stop after 10 messages.
 #include <iostream>
@@ -11,7 +11,10 @@
 #include "Options.h"
 
 int main(int argc, char** argv) {
-    Options options(argc, argv, "subscriber example");
+    Options options(argc, argv, "subscriber example",
+                    "usage: subscriber [--gateway HOST[:PORT]] [--service NAME] [PATTERN] [COUNT]\n"
+                    "Prints the first COUNT messages (default 10) on PATTERN (default PRICES.>), running the\n"
+                    "callbacks on the main thread (queue dispatch mode). Defaults: 127.0.0.1:5050, service DEFAULT.");
     options.params.MessageDispatch = MessagingMesh::PROCESS_MESSAGE_QUEUE;
     options.params.NotificationCallback = [](const MessagingMesh::Notification& notification) {
         std::cerr << "subscriber: " << notification.text << std::endl;

@@ -337,6 +337,19 @@ TEST_F(EndToEnd, BadSubjectsClosedConnectionsAndUnreachableGatewaysAreTypedError
     EXPECT_THROW((void)connection.subscribe("A.>.B", [](Connection&, const std::string&, const std::string&, MessagePtr, void*) {}),
                  InvalidSubjectException);
     EXPECT_THROW(connection.sendMessage(MessagePtr(), "A.B"), InvalidArgumentException);
+    // The texts of docs/protocol.md's "Error texts" table, as every language gives them.
+    try {
+        connection.sendMessage(Message::create(), "A..B");
+        ADD_FAILURE() << "no exception";
+    } catch (const InvalidSubjectException& error) {
+        EXPECT_STREQ(error.what(), "invalid subject `A..B`: empty token at position 2");
+    }
+    try {
+        (void)connection.subscribe("A.>.B", [](Connection&, const std::string&, const std::string&, MessagePtr, void*) {});
+        ADD_FAILURE() << "no exception";
+    } catch (const InvalidSubjectException& error) {
+        EXPECT_STREQ(error.what(), "invalid pattern `A.>.B`: `>` at token 2 is not the last token (`>`)");
+    }
     connection.close();
     EXPECT_FALSE(connection.isConnected());
     EXPECT_THROW(connection.sendMessage(Message::create(), "A.B"), ClosedException);

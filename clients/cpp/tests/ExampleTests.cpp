@@ -62,6 +62,28 @@ TEST_F(Examples, RequesterAndResponder) {
     EXPECT_TRUE(nobody->waitForLine("nobody answers requests on EX.Nobody", true)) << nobody->output();
 }
 
+// Every example explains itself with --help (on stdout, exit 0, without connecting: the gateway
+// address given is not listening) and refuses an option it does not know (exit 2).
+TEST(ExamplesWithoutGateway, HelpAndUnknownOptions) {
+    const std::string directory = mmtest::requiredPath("MM_EXAMPLES_DIR");
+    for (const std::string example : {"listen", "publisher", "subscriber", "requester", "responder"}) {
+        for (const std::string help : {"--help", "-h"}) {
+            ChildProcess process(directory + "/" + example, {"--gateway", "127.0.0.1:1", help});
+            ASSERT_EQ(process.waitForExit(), 0) << example << ": " << process.output();
+            const auto lines = process.stdoutLines();
+            ASSERT_FALSE(lines.empty()) << example;
+            EXPECT_EQ(lines[0].rfind("usage: " + example + " [--gateway HOST[:PORT]] [--service NAME]", 0), 0u)
+                << lines[0];
+        }
+        ChildProcess unknown(directory + "/" + example, {"--no-such-option"});
+        EXPECT_EQ(unknown.waitForExit(), 2) << example << ": " << unknown.output();
+        EXPECT_TRUE(unknown.waitForLine("unknown option --no-such-option", true)) << unknown.output();
+    }
+    ChildProcess c(directory + "/c_publish_subscribe", {"--help"});
+    ASSERT_EQ(c.waitForExit(), 0) << c.output();
+    EXPECT_EQ(c.stdoutLines().at(0).rfind("usage: c_publish_subscribe", 0), 0u) << c.output();
+}
+
 TEST_F(Examples, TheCProgram) {
     auto program = std::make_unique<ChildProcess>(mmtest::requiredPath("MM_EXAMPLES_DIR") + "/c_publish_subscribe",
                                                   std::vector<std::string>{"127.0.0.1:" + std::to_string(gateway_->port()),

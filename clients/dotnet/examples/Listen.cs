@@ -1,32 +1,28 @@
 // Prints every message on the given subject patterns, one line each, until interrupted.
 //
-//   mono Listen.exe [--gateway HOST:PORT] [--service NAME] [--count N] PATTERN...
+//   mono Listen.exe [--gateway HOST[:PORT]] [--service NAME] [--count N] PATTERN...
 //
-// Defaults: localhost:5050, service VULCAN, pattern ">" (everything). With --count, exits after N
+// Defaults: localhost:5050, service DEFAULT, pattern ">" (everything). With --count, exits after N
 // messages. Lines look like:  PRICES.IBM [reply _INBOX.x.1] {seq=1 price=100.25}
+// Advisories are messages too: `Listen.exe '_MM.ADVISORY.>'` shows the gateway's and this
+// client's (slow consumers cut off, clients refused, mesh links up and down, dropped messages).
 using System;
 using System.Threading;
 using MessagingMesh;
 
 public static class Listen
 {
+    private const string Usage =
+        "usage: mono Listen.exe [--gateway HOST[:PORT]] [--service NAME] [--count N] [PATTERN...]\n"
+        + "Prints every message on the patterns (default \">\"), one line each, until interrupted.\n"
+        + "Defaults: localhost:5050, service DEFAULT. --count N: exit after N messages.";
+
     public static int Main(string[] args)
     {
-        var parameters = new ConnectionParams { GatewayHost = "localhost", GatewayPort = 5050, Service = "VULCAN", ClientName = "listen" };
-        var patterns = new System.Collections.Generic.List<string>();
-        long limit = long.MaxValue;
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (args[i] == "--gateway" && i + 1 < args.Length)
-            {
-                var parts = args[++i].Split(':');
-                parameters.GatewayHost = parts[0];
-                parameters.GatewayPort = int.Parse(parts[1]);
-            }
-            else if (args[i] == "--service" && i + 1 < args.Length) parameters.Service = args[++i];
-            else if (args[i] == "--count" && i + 1 < args.Length) limit = long.Parse(args[++i]);
-            else patterns.Add(args[i]);
-        }
+        var options = ExampleOptions.Parse(args, Usage, "listen", acceptsCount: true);
+        var parameters = options.Parameters;
+        var patterns = options.Positional;
+        long limit = options.Count > 0 ? options.Count : long.MaxValue;
         if (patterns.Count == 0) patterns.Add(">");
 
         var done = new ManualResetEvent(false);
@@ -35,7 +31,7 @@ public static class Listen
         using (var connection = new Connection(parameters))
         {
             connection.Error += (sender, e) => Console.Error.WriteLine("error: " + e.Exception.Message);
-            connection.Disconnected += (sender, e) => Console.Error.WriteLine("disconnected: " + e.Reason);
+            connection.Disconnected += (sender, e) => Console.Error.WriteLine("disconnected (" + e.Reason + ") - reconnecting");
             connection.Reconnected += (sender, e) => Console.Error.WriteLine("reconnected");
             foreach (var pattern in patterns)
             {

@@ -1,28 +1,23 @@
 // Publishes a few messages to a subject.
 //
-//   mono Publisher.exe [--gateway HOST:PORT] [--service NAME] [SUBJECT] [COUNT]
+//   mono Publisher.exe [--gateway HOST[:PORT]] [--service NAME] [SUBJECT] [COUNT]
 //
-// Defaults: localhost:5050, service VULCAN, subject PRICES.IBM, 10 messages.
+// Defaults: localhost:5050, service DEFAULT, subject PRICES.IBM, 10 messages.
 using System;
 using MessagingMesh;
 
 public static class Publisher
 {
+    private const string Usage =
+        "usage: mono Publisher.exe [--gateway HOST[:PORT]] [--service NAME] [SUBJECT] [COUNT]\n"
+        + "Publishes COUNT messages (default 10) to SUBJECT (default PRICES.IBM).\n"
+        + "Defaults: localhost:5050, service DEFAULT.";
+
     public static int Main(string[] args)
     {
-        var parameters = new ConnectionParams { GatewayHost = "localhost", GatewayPort = 5050, Service = "VULCAN", ClientName = "publisher example" };
-        var positional = new System.Collections.Generic.List<string>();
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (args[i] == "--gateway" && i + 1 < args.Length)
-            {
-                var parts = args[++i].Split(':');
-                parameters.GatewayHost = parts[0];
-                parameters.GatewayPort = int.Parse(parts[1]);
-            }
-            else if (args[i] == "--service" && i + 1 < args.Length) parameters.Service = args[++i];
-            else positional.Add(args[i]);
-        }
+        var options = ExampleOptions.Parse(args, Usage, "publisher example");
+        var parameters = options.Parameters;
+        var positional = options.Positional;
         string subject = positional.Count > 0 ? positional[0] : "PRICES.IBM";
         int count = positional.Count > 1 ? int.Parse(positional[1]) : 10;
 

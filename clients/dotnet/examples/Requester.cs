@@ -1,29 +1,24 @@
 // Sends requests to the adder service (see Responder.cs) and prints the replies.
 //
-//   mono Requester.exe [--gateway HOST:PORT] [--service NAME] [SUBJECT] [A] [B]
+//   mono Requester.exe [--gateway HOST[:PORT]] [--service NAME] [SUBJECT] [A] [B]
 //
-// Defaults: localhost:5050, service VULCAN, subject Service.Add, 1.5 + 2.25.
+// Defaults: localhost:5050, service DEFAULT, subject Service.Add, 1.5 + 2.25.
 using System;
 using System.Globalization;
 using MessagingMesh;
 
 public static class Requester
 {
+    private const string Usage =
+        "usage: mono Requester.exe [--gateway HOST[:PORT]] [--service NAME] [SUBJECT] [A] [B]\n"
+        + "Asks SUBJECT (default Service.Add) for A + B (default 1.5 + 2.25) and prints the answer.\n"
+        + "Defaults: localhost:5050, service DEFAULT.";
+
     public static int Main(string[] args)
     {
-        var parameters = new ConnectionParams { GatewayHost = "localhost", GatewayPort = 5050, Service = "VULCAN", ClientName = "requester example" };
-        var positional = new System.Collections.Generic.List<string>();
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (args[i] == "--gateway" && i + 1 < args.Length)
-            {
-                var parts = args[++i].Split(':');
-                parameters.GatewayHost = parts[0];
-                parameters.GatewayPort = int.Parse(parts[1]);
-            }
-            else if (args[i] == "--service" && i + 1 < args.Length) parameters.Service = args[++i];
-            else positional.Add(args[i]);
-        }
+        var options = ExampleOptions.Parse(args, Usage, "requester example");
+        var parameters = options.Parameters;
+        var positional = options.Positional;
         string subject = positional.Count > 0 ? positional[0] : "Service.Add";
         double a = positional.Count > 1 ? double.Parse(positional[1], CultureInfo.InvariantCulture) : 1.5;
         double b = positional.Count > 2 ? double.Parse(positional[2], CultureInfo.InvariantCulture) : 2.25;

@@ -1,29 +1,24 @@
 // Answers requests: replies to {A: double, B: double} with {sum: A + B}.
 //
-//   mono Responder.exe [--gateway HOST:PORT] [--service NAME] [SUBJECT]
+//   mono Responder.exe [--gateway HOST[:PORT]] [--service NAME] [SUBJECT]
 //
-// Defaults: localhost:5050, service VULCAN, subject Service.Add. Runs until Enter is pressed
+// Defaults: localhost:5050, service DEFAULT, subject Service.Add. Runs until Enter is pressed
 // (or standard input closes).
 using System;
 using MessagingMesh;
 
 public static class Responder
 {
+    private const string Usage =
+        "usage: mono Responder.exe [--gateway HOST[:PORT]] [--service NAME] [SUBJECT]\n"
+        + "Answers {A, B} with {sum: A + B} on SUBJECT (default Service.Add) until Enter is pressed.\n"
+        + "Defaults: localhost:5050, service DEFAULT.";
+
     public static int Main(string[] args)
     {
-        var parameters = new ConnectionParams { GatewayHost = "localhost", GatewayPort = 5050, Service = "VULCAN", ClientName = "responder example" };
-        var positional = new System.Collections.Generic.List<string>();
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (args[i] == "--gateway" && i + 1 < args.Length)
-            {
-                var parts = args[++i].Split(':');
-                parameters.GatewayHost = parts[0];
-                parameters.GatewayPort = int.Parse(parts[1]);
-            }
-            else if (args[i] == "--service" && i + 1 < args.Length) parameters.Service = args[++i];
-            else positional.Add(args[i]);
-        }
+        var options = ExampleOptions.Parse(args, Usage, "responder example");
+        var parameters = options.Parameters;
+        var positional = options.Positional;
         string subject = positional.Count > 0 ? positional[0] : "Service.Add";
 
         using (var connection = new Connection(parameters))

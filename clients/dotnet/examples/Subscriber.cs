@@ -1,33 +1,25 @@
 // Subscribes to a subject pattern and prints what arrives, using the queue dispatch mode:
 // the main thread runs the callbacks by calling ProcessMessageQueue.
 //
-//   mono Subscriber.exe [--gateway HOST:PORT] [--service NAME] [PATTERN] [COUNT]
+//   mono Subscriber.exe [--gateway HOST[:PORT]] [--service NAME] [PATTERN] [COUNT]
 //
-// Defaults: localhost:5050, service VULCAN, pattern PRICES.>, stop after 10 messages.
+// Defaults: localhost:5050, service DEFAULT, pattern PRICES.>, stop after 10 messages.
 using System;
 using MessagingMesh;
 
 public static class Subscriber
 {
+    private const string Usage =
+        "usage: mono Subscriber.exe [--gateway HOST[:PORT]] [--service NAME] [PATTERN] [COUNT]\n"
+        + "Prints the first COUNT messages (default 10) on PATTERN (default PRICES.>), running the\n"
+        + "callbacks on the main thread (queue dispatch mode). Defaults: localhost:5050, service DEFAULT.";
+
     public static int Main(string[] args)
     {
-        var parameters = new ConnectionParams
-        {
-            GatewayHost = "localhost", GatewayPort = 5050, Service = "VULCAN", ClientName = "subscriber example",
-            DispatchMode = DispatchMode.Queue,
-        };
-        var positional = new System.Collections.Generic.List<string>();
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (args[i] == "--gateway" && i + 1 < args.Length)
-            {
-                var parts = args[++i].Split(':');
-                parameters.GatewayHost = parts[0];
-                parameters.GatewayPort = int.Parse(parts[1]);
-            }
-            else if (args[i] == "--service" && i + 1 < args.Length) parameters.Service = args[++i];
-            else positional.Add(args[i]);
-        }
+        var options = ExampleOptions.Parse(args, Usage, "subscriber example");
+        var parameters = options.Parameters;
+        parameters.DispatchMode = DispatchMode.Queue;
+        var positional = options.Positional;
         string pattern = positional.Count > 0 ? positional[0] : "PRICES.>";
         int wanted = positional.Count > 1 ? int.Parse(positional[1]) : 10;
 

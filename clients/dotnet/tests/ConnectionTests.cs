@@ -485,6 +485,46 @@ namespace MessagingMesh.Tests
         }
 
         [Test]
+        public void APendingLimitOverflowIsAdvisedToTheConnectionsOwnAdvisorySubscriptions()
+        {
+            var parameters = gateway.Params();
+            parameters.DispatchMode = DispatchMode.Queue;
+            parameters.PendingMessageLimit = 5;
+            parameters.ClientName = "overwhelmed";
+            var connection = Connect(parameters);
+            var advisories = new List<KeyValuePair<string, Message>>();
+            connection.Subscribe("_MM.ADVISORY.>", (c, subject, reply, message, tag) =>
+            {
+                lock (advisories) advisories.Add(new KeyValuePair<string, Message>(subject, message));
+            });
+            var subscription = connection.Subscribe("A", Collect(new List<Message>()));
+            connection.Flush();
+            for (int i = 0; i < 10; i++) connection.SendMessage("A", new Message().AddInt32("i", i));
+            connection.Flush();
+            // The five messages kept, and the advisory.
+            Assert.AreEqual(6, connection.ProcessMessageQueue(0).Processed);
+            lock (advisories)
+            {
+                Assert.AreEqual(1, advisories.Count);
+                Assert.AreEqual(Advisories.MessagesDropped, advisories[0].Key);
+                var advisory = advisories[0].Value;
+                Assert.AreEqual("TEST", advisory.GetString("service"));
+                Assert.AreEqual("overwhelmed", advisory.GetString("client_name"));
+                Assert.AreEqual(subscription.Id, advisory.GetUInt32("subscription_id"));
+                Assert.AreEqual("A", advisory.GetString("pattern"));
+                Assert.AreEqual(1UL, advisory.GetUInt64("dropped"));
+                Assert.AreEqual(5UL, advisory.GetUInt64("limit_messages"));
+                Assert.AreEqual(0UL, advisory.GetUInt64("suppressed"));
+                Assert.That(advisory.GetUInt64("time_ms"), Is.GreaterThan(0UL));
+                StringAssert.Contains("passed its pending limit", advisory.GetString("text"));
+            }
+            Assert.AreEqual(5, subscription.Dropped);
+            // Local only: nothing was sent to the gateway on an advisory subject.
+            Assert.IsEmpty(gateway.All(frame => frame.Header.Action == WireAction.SendMessage
+                                                && frame.Header.Subject.StartsWith(Advisories.Prefix)));
+        }
+
+        [Test]
         public void PendingByteLimitAlsoApplies()
         {
             var parameters = gateway.Params();
@@ -779,7 +819,8 @@ namespace MessagingMesh.Tests
             Assert.Throws<InvalidSubjectException>(() => connection.Subscribe("A.b*", Collect(new List<Message>())));
             Assert.Throws<InvalidSubjectException>(() => connection.SendRequest("A B", new Message(), 100));
             var reserved = Assert.Throws<InvalidSubjectException>(() => connection.SendMessage("_MM.STATS", new Message()));
-            StringAssert.Contains("reserved for the gateway", reserved.Message);
+            Assert.AreEqual("subject `_MM.STATS` is reserved to the gateway (only requests may be sent there)",
+                            reserved.Message);
             Assert.Throws<ArgumentException>(() => connection.SendReply("", new Message()));
             connection.Flush();
             Assert.AreEqual(0, gateway.All(f => f.Header.Action == WireAction.SendMessage).Count);
@@ -811,6 +852,20 @@ namespace MessagingMesh.Tests
             Assert.AreEqual(count, statistics.MessagesSent);
             Assert.Less(statistics.SocketWrites, count / 50,
                         "frames per write: " + (double)count / statistics.SocketWrites);
+        }
+
+        [Test]
+        public void StatisticsPrintEveryCounter()
+        {
+            var statistics = new ConnectionStatistics
+            {
+                MessagesSent = 1200, BytesSent = 48000, SocketWrites = 12, FramesReceived = 1300,
+                BytesReceived = 52000, MessagesDropped = 3, UndecodableMessages = 1, Reconnects = 2,
+            };
+            Assert.AreEqual("1200 messages sent (48000 bytes in 12 socket writes), 1300 frames received "
+                            + "(52000 bytes), 3 messages dropped at pending limits, 1 undecodable, 2 reconnects",
+                            statistics.ToString());
+            StringAssert.StartsWith("0 messages sent", Connect().Statistics.ToString());
         }
 
         [Test]

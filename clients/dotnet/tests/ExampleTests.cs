@@ -35,6 +35,50 @@ namespace MessagingMesh.Tests
             return new[] { "--gateway", "127.0.0.1:" + gateway.Port, "--service", service }.Concat(rest).ToArray();
         }
 
+        /// <summary>Every example, as its source file names it (so a new one is covered too).</summary>
+        private static string[] ExampleNames()
+        {
+            var examples = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(TestData.Root), "clients", "dotnet", "examples");
+            var names = System.IO.Directory.GetFiles(examples, "*.cs")
+                .Select(System.IO.Path.GetFileNameWithoutExtension).OrderBy(name => name).ToArray();
+            Assert.That(names, Has.Length.GreaterThanOrEqualTo(5), examples);
+            return names;
+        }
+
+        [Test]
+        public void EveryExampleExplainsItselfWithHelpAndRefusesUnknownOptions()
+        {
+            foreach (var name in ExampleNames())
+            {
+                foreach (var help in new[] { "--help", "-h" })
+                {
+                    // No gateway is involved: --help must not connect (or subscribe to "--help").
+                    using (var example = ChildProcess.Example(name, "--gateway", "127.0.0.1:1", help))
+                    {
+                        Assert.AreEqual(0, example.WaitForExit(), example.Output);
+                        StringAssert.StartsWith("usage: mono " + name + ".exe [--gateway HOST[:PORT]] [--service NAME]",
+                                                example.Stdout[0], example.Output);
+                        CollectionAssert.IsEmpty(example.Stderr, example.Output);
+                    }
+                }
+                using (var example = ChildProcess.Example(name, "--no-such-option"))
+                {
+                    Assert.AreEqual(2, example.WaitForExit(), example.Output);
+                    Assert.AreEqual("unknown option --no-such-option", example.Stderr[0], example.Output);
+                }
+            }
+        }
+
+        [Test]
+        public void ABadGatewayAddressIsAUsageError()
+        {
+            using (var publisher = ChildProcess.Example("Publisher", "--gateway", "localhost:http"))
+            {
+                Assert.AreEqual(2, publisher.WaitForExit(), publisher.Output);
+                Assert.AreEqual("--gateway localhost:http: the port must be a number from 1 to 65535", publisher.Stderr[0]);
+            }
+        }
+
         [Test]
         public void ListenPrintsWhatPublisherSends()
         {

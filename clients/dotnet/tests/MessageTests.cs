@@ -51,7 +51,7 @@ namespace MessagingMesh.Tests
             Assert.AreEqual("qty", error.FieldName);
             Assert.AreEqual(FieldType.Int64, error.Expected);
             Assert.AreEqual(FieldType.Int32, error.Actual);
-            Assert.AreEqual("field \"qty\" is int32, not int64", error.Message);
+            Assert.AreEqual("field `qty` is int32, not int64", error.Message);
             Assert.Throws<FieldTypeException>(() => message.GetDouble("qty"));
             Assert.Throws<FieldTypeException>(() => message.GetInt32("px"));
             Assert.Throws<FieldTypeException>(() => message.GetInt32("u"));

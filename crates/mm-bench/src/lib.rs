@@ -19,6 +19,11 @@
 //! started through the test kit's process handling (`mm_testkit::GatewayLauncher`,
 //! `MeshProcesses`, `ChildProcess`), so tests and benchmarks start gateways the same way.
 
+/// This crate's README: its code blocks are compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod broker;
 mod chart;
 mod cli;

@@ -6,6 +6,7 @@
 //! for a timeout (3) and no responders (4).
 
 mod cmd;
+mod defaults;
 mod fields;
 mod json;
 mod monitoring_api;
@@ -15,7 +16,7 @@ mod top;
 use std::io::ErrorKind;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Exit code for errors.
 const EXIT_ERROR: u8 = 1;
@@ -31,11 +32,15 @@ const EXIT_ERROR: u8 = 1;
         mm send PRICES.IBM sym=IBM px=123.4 qty:u32=100\n\n  \
         mm reply Service.Echo\n  \
         mm request Service.Echo text=hello --timeout 2\n\n  \
-        mm stats --gateway gw1:5050 --service VULCAN\n  \
+        mm stats --gateway gw1:5050 --service ORDERS\n  \
         mm top --http gw1:8222                 (gateway started with --http 8222)\n\n  \
-        mm mesh --gateway gw1:5050 --service VULCAN\n\n  \
+        mm mesh --gateway gw1:5050 --service ORDERS\n\n  \
         mm bench pubsub --size 16 --count 5000000\n\n\
-        Every command takes --gateway HOST:PORT (default 127.0.0.1:5050) and --service NAME.\n\
+        Every command takes --gateway HOST[:PORT] (default 127.0.0.1:5050; a host alone means port \
+        5050) and --service NAME (default DEFAULT). Their defaults come, in this order, from the \
+        command line, the environment (MM_GATEWAY, MM_SERVICE), the config file \
+        (~/.config/mm/config.json, or the file MM_CONFIG names: {\"gateway\": \"gw1\", \
+        \"service\": \"PRICES\"}), then the built-in defaults.\n\
         Run `mm help COMMAND` for a command's options and examples."
 )]
 struct Cli {
@@ -67,7 +72,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("mm: {error:#}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -82,6 +93,14 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Parses the command line, with the defaults from the environment and the config file wired in
+/// (`defaults`). Usage errors and `--help` exit here, as clap does.
+fn parse() -> anyhow::Result<Cli> {
+    let file = defaults::ConfigFile::load()?;
+    let mut matches = defaults::apply(Cli::command(), &file).get_matches();
+    Ok(Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|error| error.exit()))
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {

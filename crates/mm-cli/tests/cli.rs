@@ -8,14 +8,24 @@ use mm_testkit::{GatewayProcess, PATIENCE};
 
 const SERVICE: &str = "CLITEST";
 
+/// `mm ARGS...`, with no defaults from this machine's environment or config file.
+fn mm_bare() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mm"));
+    command
+        .env_remove("MM_GATEWAY")
+        .env_remove("MM_SERVICE")
+        .env("MM_CONFIG", "")
+        .stdin(Stdio::null());
+    command
+}
+
 /// `mm SUBCOMMAND --gateway ADDR --service CLITEST ARGS...`
 fn mm(gateway: &GatewayProcess, subcommand: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mm"));
+    let mut command = mm_bare();
     command
         .arg(subcommand)
         .args(["--gateway", &gateway.address_string(), "--service", SERVICE])
-        .args(args)
-        .stdin(Stdio::null());
+        .args(args);
     command
 }
 
@@ -117,6 +127,14 @@ fn listen_prints_like_tibrvlisten_and_send_types_fields() {
     ));
     assert!(sent.status.success(), "{}", stderr(&sent));
     assert!(stdout(&sent).is_empty());
+    assert_eq!(
+        stderr(&sent),
+        format!(
+            "mm: sent PRICES.IBM {{sym=\"IBM\" px=123.4 qty=100 n=7 ok=true data=0xcafe}} \
+             (service {SERVICE} at {})\n",
+            gateway.address_string()
+        )
+    );
     let sent = run(mm(
         &gateway,
         "send",
@@ -160,10 +178,11 @@ fn listen_json_prints_one_object_per_line() {
         &gateway,
         "send",
         &[
-            "J.one", "s=text", "n=1", "n=2", "--count", "5", "--reply", "R.S",
+            "J.one", "s=text", "n=1", "n=2", "--count", "5", "--reply", "R.S", "-q",
         ],
     ));
     assert!(sent.status.success(), "{}", stderr(&sent));
+    assert_eq!(stderr(&sent), "", "-q says nothing");
     let (code, out) = listen.finish();
     assert_eq!(code, Some(0));
     let lines: Vec<&str> = out.lines().collect();
@@ -314,7 +333,7 @@ fn errors_are_one_clear_line_and_a_nonzero_exit() {
     }
     let port = mm_testkit::free_port();
     let output = run({
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mm"));
+        let mut command = mm_bare();
         command.args(["send", "--gateway", &format!("127.0.0.1:{port}"), "A"]);
         command
     });
@@ -360,10 +379,7 @@ fn a_closed_stdout_pipe_is_success() {
 
 #[test]
 fn help_explains_with_examples() {
-    let output = Command::new(env!("CARGO_BIN_EXE_mm"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let output = mm_bare().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
     for word in [
@@ -384,14 +400,15 @@ fn help_explains_with_examples() {
         ("reply", "echo"),
         ("stats", "--json"),
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_mm"))
-            .args([command, "--help"])
-            .output()
-            .unwrap();
+        let output = mm_bare().args([command, "--help"]).output().unwrap();
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(help.contains(expected), "{command}: {help}");
         assert!(help.contains("Examples:"), "{command}: {help}");
-        assert!(help.contains("--gateway <HOST:PORT>"), "{command}: {help}");
+        assert!(
+            help.contains("--gateway <HOST[:PORT]>"),
+            "{command}: {help}"
+        );
+        assert!(help.contains("[env: MM_GATEWAY=]"), "{command}: {help}");
         assert!(
             help.contains("[default: 127.0.0.1:5050]"),
             "{command}: {help}"
@@ -473,12 +490,11 @@ fn mesh_shows_each_peer_how_it_was_found_and_its_links() {
 
 /// `mm bench SUBCOMMAND --json ...` against `gateway`, parsed.
 fn bench_json(gateway: &GatewayProcess, args: &[&str]) -> serde_json::Value {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mm"));
+    let mut command = mm_bare();
     command
         .arg("bench")
         .args(args)
-        .args(["--gateway", &gateway.address_string(), "--json"])
-        .stdin(Stdio::null());
+        .args(["--gateway", &gateway.address_string(), "--json"]);
     let output = run(command);
     assert!(
         output.status.success(),
@@ -601,5 +617,268 @@ fn tls_and_credentials() {
         stderr(&output).contains("TLS_REQUIRED"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// Reads lines from `lines` until one contains `text`; panics with what came instead.
+fn expect_line(lines: &Receiver<String>, text: &str) -> String {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no line containing {text:?}; got {seen:?}");
+}
+
+/// Stdout lines of a running `mm`, on a channel.
+fn stdout_lines(background: &mut Background) -> Receiver<String> {
+    let stdout = background.take_stdout();
+    let (sender, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
+#[test]
+fn defaults_come_from_the_flags_then_the_environment_then_the_config_file() {
+    let gateway = GatewayProcess::start(&[]);
+    let config = tempfile::NamedTempFile::with_prefix("mm-config-").unwrap();
+    std::fs::write(
+        config.path(),
+        format!(
+            r#"{{"gateway": "localhost:{}", "service": "FROMFILE"}}"#,
+            gateway.port()
+        ),
+    )
+    .unwrap();
+    let with_config = |service_env: Option<&str>| {
+        let mut command = mm_bare();
+        command.env("MM_CONFIG", config.path());
+        if let Some(service) = service_env {
+            command.env("MM_SERVICE", service);
+        }
+        command
+    };
+    // Gateway and service from the file.
+    let mut from_file = Background::start({
+        let mut command = with_config(None);
+        command.args(["listen", "--json", "DEFAULTS.*"]);
+        command
+    });
+    // The environment beats the file.
+    let mut from_env = Background::start({
+        let mut command = with_config(Some("FROMENV"));
+        command.args(["listen", "--json", "DEFAULTS.*"]);
+        command
+    });
+    let file_lines = stdout_lines(&mut from_file);
+    let env_lines = stdout_lines(&mut from_env);
+
+    let sent = run({
+        let mut command = with_config(None);
+        command.args(["send", "DEFAULTS.one", "-q"]);
+        command
+    });
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    expect_line(&file_lines, "\"DEFAULTS.one\"");
+
+    let sent = run({
+        let mut command = with_config(Some("FROMENV"));
+        command.args(["send", "DEFAULTS.two"]);
+        command
+    });
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    assert!(
+        stderr(&sent).ends_with(&format!(
+            "(service FROMENV at localhost:{})\n",
+            gateway.port()
+        )),
+        "{}",
+        stderr(&sent)
+    );
+    expect_line(&env_lines, "\"DEFAULTS.two\"");
+
+    // A flag beats the environment.
+    let sent = run({
+        let mut command = with_config(Some("FROMENV"));
+        command.args(["send", "DEFAULTS.three", "--service", "FROMFILE", "-q"]);
+        command
+    });
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    expect_line(&file_lines, "\"DEFAULTS.three\"");
+    // Each listener saw only its own service's message.
+    assert!(file_lines.try_recv().is_err());
+    assert!(env_lines.try_recv().is_err());
+
+    // A config file that MM_CONFIG names must exist and make sense.
+    let output = run({
+        let mut command = mm_bare();
+        command
+            .env("MM_CONFIG", "/nonexistent/mm.json")
+            .args(["stats"]);
+        command
+    });
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).starts_with("mm: config file /nonexistent/mm.json: "),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::write(config.path(), r#"{"gatway": "x"}"#).unwrap();
+    let output = run(with_config(None));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "mm: config file {}: unknown key `gatway` (known: gateway, service)\n",
+            config.path().display()
+        )
+    );
+}
+
+#[test]
+fn stats_tells_connections_apart_and_lists_their_subscriptions() {
+    let gateway = GatewayProcess::start(&[]);
+    let listen = Background::start(mm(&gateway, "listen", &["SUBS.A.>", "SUBS.*.B"]));
+    let reply = Background::start(mm(&gateway, "reply", &["SUBS.Echo"]));
+    let output = run(mm(&gateway, "stats", &["--subscriptions"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let listen_name = format!("mm-listen@{host}:{}", listen.child.id());
+    let reply_name = format!("mm-reply@{host}:{}", reply.child.id());
+    assert!(
+        table
+            .lines()
+            .any(|line| line.contains(&format!("({listen_name}): SUBS.*.B SUBS.A.>"))),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|line| line.contains(&format!("({reply_name}): SUBS.Echo"))),
+        "{table}"
+    );
+    // The asking connection is listed too, under its own name (its inbox is subscribed).
+    assert!(table.contains("(mm-stats@"), "{table}");
+    // Without the flag, no such section.
+    let plain = stdout(&run(mm(&gateway, "stats", &[])));
+    assert!(!plain.contains("SUBSCRIPTIONS"), "{plain}");
+    assert!(plain.contains(&listen_name), "{plain}");
+}
+
+#[test]
+fn listen_says_it_is_reconnecting_and_when_it_is_back() {
+    let port = mm_testkit::free_port().to_string();
+    let mut gateway =
+        GatewayProcess::start_exact(&["--port", &port, "--bind", "127.0.0.1"]).unwrap();
+    let mut listen = Background::start(mm(&gateway, "listen", &["BACK.>"]));
+    let lines = stdout_lines(&mut listen);
+    gateway.kill();
+    let disconnected = listen
+        .stderr_lines
+        .recv_timeout(PATIENCE)
+        .expect("a line about the lost gateway");
+    assert!(
+        disconnected.starts_with("mm: disconnected (")
+            && disconnected.ends_with(") — reconnecting"),
+        "{disconnected}"
+    );
+    // A new gateway on the same port (retried while the old socket is released).
+    let mut restarted = None;
+    mm_testkit::wait_until(PATIENCE, || {
+        restarted = GatewayProcess::start_exact(&["--port", &port, "--bind", "127.0.0.1"]).ok();
+        restarted.is_some()
+    });
+    let gateway = restarted.expect("the gateway restarted");
+    expect_line(&listen.stderr_lines, "mm: reconnected to 127.0.0.1:");
+    let sent = run(mm(&gateway, "send", &["BACK.again", "-q"]));
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    expect_line(&lines, "subject=BACK.again");
+}
+
+#[test]
+fn localhost_names_the_gateway() {
+    let gateway = GatewayProcess::start(&[]);
+    let output = run({
+        let mut command = mm_bare();
+        command.args([
+            "request",
+            "_MM.STATS",
+            "--gateway",
+            &format!("localhost:{}", gateway.port()),
+            "--json-output",
+        ]);
+        command
+    });
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(value["message"]["service"], "DEFAULT");
+}
+
+#[test]
+fn listen_shows_the_gateways_advisories_such_as_a_slow_consumer_cut_off() {
+    // 64 KiB frames, 128 KiB of queued output per client.
+    let config = mm_testkit::write_config(
+        "advisories",
+        r#"{"MaxFrameBytes": 65536, "MaxPendingBytes": 131072}"#,
+    );
+    let gateway = GatewayProcess::start(&["--config", config.to_str().unwrap()]);
+    let listen = Background::start(mm(
+        &gateway,
+        "listen",
+        &["--json", "--count", "1", "_MM.ADVISORY.>"],
+    ));
+    // A subscriber that never reads.
+    let mut slowpoke = mm_testkit::RawClient::connect(
+        gateway.address(),
+        mm_testkit::RawClientOptions {
+            name: "slowpoke".into(),
+            ..mm_testkit::RawClientOptions::mm2(SERVICE)
+        },
+    );
+    slowpoke.subscribe(1, "FLOOD");
+    slowpoke.flush();
+    // Publish until the slow subscriber is cut off (the kernel's socket buffers take a few MiB
+    // first), at most 512 MiB.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let stop = stop.clone();
+        let address = gateway.address();
+        std::thread::spawn(move || {
+            let mut publisher = mm_testkit::RawClient::mm2(address, SERVICE);
+            let message = messaging_mesh::Message::new().add_blob("p", vec![0x42; 60_000]);
+            for _ in 0..8_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                publisher.publish("FLOOD", "", &message);
+            }
+        })
+    };
+    let (code, out) = listen.finish();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publisher.join().unwrap();
+    assert_eq!(code, Some(0));
+    let value: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(value["subject"], "_MM.ADVISORY.WARN.CLIENT.SLOW_CONSUMER");
+    let advisory = &value["message"];
+    assert_eq!(advisory["name"], "slowpoke");
+    assert_eq!(advisory["service"], SERVICE);
+    assert_eq!(advisory["cause"], "bound");
+    assert_eq!(advisory["bound"], 131072);
+    assert!(
+        advisory["dropped_frames"].as_u64().unwrap() > 0,
+        "{advisory}"
     );
 }

@@ -1,7 +1,7 @@
 //! Publishes a price every 100 ms on `PRICES.<SYMBOL>`.
 //!
 //! ```text
-//! cargo run --example publisher -- [HOST:PORT] [SERVICE]
+//! cargo run --example publisher -- [--gateway HOST[:PORT]] [--service NAME]
 //! ```
 //! Watch it with `cargo run --example subscriber` or `mm listen 'PRICES.>'`.
 
@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use messaging_mesh::{Connection, ConnectionParams, Message, Notification};
 
+mod common;
+use common::ExampleArgs;
+
+const USAGE: &str = "usage: publisher [--gateway HOST[:PORT]] [--service NAME]\nPublishes a price every 100 ms on `PRICES.<SYMBOL>` until interrupted.\nDefaults: 127.0.0.1:5050, service DEFAULT.";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let gateway = args.next().unwrap_or_else(|| "127.0.0.1:5050".to_owned());
-    let service = args.next().unwrap_or_else(|| "DEFAULT".to_owned());
+    let ExampleArgs { gateway, service } = ExampleArgs::parse(USAGE);
     let params = ConnectionParams::new(gateway, service)
         .with_client_name("example-publisher")
         // Losing the gateway is survivable: publishes are buffered and replayed.

@@ -1,17 +1,20 @@
 //! Sends requests to `Service.Add` and prints the answers; tells a timeout from "nobody there".
 //!
 //! ```text
-//! cargo run --example requester -- [HOST:PORT] [SERVICE]
+//! cargo run --example requester -- [--gateway HOST[:PORT]] [--service NAME]
 //! ```
 
 use std::time::Duration;
 
 use messaging_mesh::{Connection, ConnectionParams, Message, RequestError};
 
+mod common;
+use common::ExampleArgs;
+
+const USAGE: &str = "usage: requester [--gateway HOST[:PORT]] [--service NAME]\nSends five requests to `Service.Add` and prints the answers.\nDefaults: 127.0.0.1:5050, service DEFAULT.";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let gateway = args.next().unwrap_or_else(|| "127.0.0.1:5050".to_owned());
-    let service = args.next().unwrap_or_else(|| "DEFAULT".to_owned());
+    let ExampleArgs { gateway, service } = ExampleArgs::parse(USAGE);
     let connection = Connection::connect(
         ConnectionParams::new(gateway, service).with_client_name("example-requester"),
     )?;

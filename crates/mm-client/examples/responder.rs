@@ -1,16 +1,19 @@
 //! Answers requests on `Service.Add` with the sum of the fields `A` and `B`.
 //!
 //! ```text
-//! cargo run --example responder -- [HOST:PORT] [SERVICE]
+//! cargo run --example responder -- [--gateway HOST[:PORT]] [--service NAME]
 //! ```
 //! Try it with `cargo run --example requester` or `mm request Service.Add A=1.5 B=2`.
 
 use messaging_mesh::{Connection, ConnectionParams, DispatchMode, Message};
 
+mod common;
+use common::ExampleArgs;
+
+const USAGE: &str = "usage: responder [--gateway HOST[:PORT]] [--service NAME]\nAnswers requests on `Service.Add` with the sum of `A` and `B`, until interrupted.\nDefaults: 127.0.0.1:5050, service DEFAULT.";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let gateway = args.next().unwrap_or_else(|| "127.0.0.1:5050".to_owned());
-    let service = args.next().unwrap_or_else(|| "DEFAULT".to_owned());
+    let ExampleArgs { gateway, service } = ExampleArgs::parse(USAGE);
     // Queue mode: this thread runs the callbacks, in process_message_queue.
     let connection = Connection::connect(
         ConnectionParams::new(gateway, service)

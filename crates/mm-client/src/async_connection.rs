@@ -37,7 +37,7 @@ use crate::status::{ConnectionStats, ConnectionStatus, GatewayInfo};
 /// use messaging_mesh::{AsyncConnection, ConnectionParams, Message};
 ///
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// let conn = AsyncConnection::connect(ConnectionParams::new("127.0.0.1:5050", "VULCAN")).await?;
+/// let conn = AsyncConnection::connect(ConnectionParams::new("127.0.0.1:5050", "DEFAULT")).await?;
 /// let mut prices = conn.subscribe("PRICES.>").await?;
 /// conn.send("PRICES.IBM", &Message::new().add_f64("px", 123.4)).await?;
 /// while let Some(message) = prices.next().await {

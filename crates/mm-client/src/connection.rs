@@ -27,7 +27,7 @@ use crate::status::{ConnectionStats, ConnectionStatus, GatewayInfo};
 /// use messaging_mesh::{Connection, ConnectionParams, Message, Received};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let conn = Connection::connect(ConnectionParams::new("127.0.0.1:5050", "VULCAN"))?;
+/// let conn = Connection::connect(ConnectionParams::new("127.0.0.1:5050", "DEFAULT"))?;
 /// let _sub = conn.subscribe("PRICES.>", |m: &Received| println!("{} {}", m.subject(), m.message()))?;
 /// conn.send("PRICES.IBM", &Message::new().add_string("sym", "IBM").add_f64("px", 123.4))?;
 /// let request = Message::new().add_f64("A", 0.5).add_f64("B", 1.5);

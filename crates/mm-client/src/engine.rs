@@ -37,11 +37,13 @@ use mm_wire::handshake::{AckInfo, ConnectOptions, Protocol};
 use mm_wire::{
     Action, DEFAULT_MAX_FRAME, DecodeError, FrameDecoder, Header, HeaderView, Message,
     encode_control_frame, encode_frame, encode_frame_with_body, frame_length,
+    patch_subscription_id,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+use crate::advisory::{self, Dropped, MESSAGES_DROPPED};
 use crate::dispatch::{Admit, DispatchBatch, QueuedMessage, SubscriptionEntry};
 use crate::error::{ConnectError, InvalidUtf8};
 use crate::notification::Notification;
@@ -962,9 +964,20 @@ impl Batch {
     }
 }
 
-/// The first drop of an overflow: logged and handed to the hook (later ones are only counted).
+/// A message dropped at `entry`'s pending limit: counted; the first drop of an overflow is also
+/// logged, handed to the hook and advised to the connection's own subscriptions.
 #[cold]
 fn report_dropped(shared: &Shared, entry: &SubscriptionEntry, report: bool, dropped: u64) {
+    note_dropped(shared, entry, report, dropped);
+    if report {
+        deliver_messages_dropped(shared, entry, dropped);
+    }
+}
+
+/// Counts a dropped message; the first drop of an overflow is logged and handed to the hook
+/// (later ones are only counted).
+#[cold]
+fn note_dropped(shared: &Shared, entry: &SubscriptionEntry, report: bool, dropped: u64) {
     Counters::add(&shared.counters.messages_dropped, 1);
     if !report {
         return;
@@ -984,6 +997,68 @@ fn report_dropped(shared: &Shared, entry: &SubscriptionEntry, report: bool, drop
         pattern: entry.pattern.clone(),
         dropped,
     });
+}
+
+/// The [`MESSAGES_DROPPED`] advisory for `entry`'s overflow, delivered (within the connection's
+/// advisory rate) to the connection's other subscriptions whose pattern matches it, each against
+/// its own pending limit. Never sent to the gateway; a drop here is counted, not advised again.
+#[cold]
+fn deliver_messages_dropped(shared: &Shared, entry: &SubscriptionEntry, dropped: u64) {
+    let targets: Vec<Arc<SubscriptionEntry>> = shared
+        .subscriptions
+        .lock()
+        .values()
+        .filter(|target| {
+            target.id != entry.id
+                && target.is_active()
+                && mm_wire::subject::matches(&target.pattern, MESSAGES_DROPPED)
+        })
+        .cloned()
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let Some(suppressed) = shared.advisories.take(Instant::now()) else {
+        return;
+    };
+    let body = advisory::messages_dropped(&Dropped {
+        service: &shared.params.service,
+        client_name: &shared.params.client_name,
+        subscription_id: entry.id,
+        pattern: &entry.pattern,
+        dropped,
+        limits: &shared.params.pending_limits,
+        suppressed,
+    });
+    let mut frame = Vec::new();
+    if encode_frame(&mut frame, &Header::send_message(MESSAGES_DROPPED), &body).is_err() {
+        return;
+    }
+    for target in targets {
+        let mut copy = frame.clone();
+        patch_subscription_id(&mut copy, target.id);
+        let bytes = Bytes::from(copy);
+        let Ok(header) = HeaderView::parse(&bytes) else {
+            continue;
+        };
+        let parts = FrameParts::of(&bytes, &header);
+        let size = bytes.len();
+        if let Admit::Dropped { report, dropped } =
+            target.admit(size, &shared.params.pending_limits, (0, 0))
+        {
+            note_dropped(shared, &target, report, dropped);
+            continue;
+        }
+        if target.is_callback() {
+            let mut batch = DispatchBatch::default();
+            batch.push(&target, 0, size, parts);
+            batch.set_chunk(bytes);
+            shared.dispatch.push_batch(&mut batch);
+        } else {
+            target.add_pending(1, size);
+            target.send_to_stream(Received::new(bytes, parts));
+        }
+    }
 }
 
 /// An ERROR from the gateway: logged and handed to the hook.

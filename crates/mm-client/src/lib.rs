@@ -14,7 +14,7 @@
 //! use messaging_mesh::{Connection, ConnectionParams, Message, Received};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let conn = Connection::connect(ConnectionParams::new("127.0.0.1:5050", "VULCAN"))?;
+//! let conn = Connection::connect(ConnectionParams::new("127.0.0.1:5050", "DEFAULT"))?;
 //! let _sub = conn.subscribe("PRICES.>", |m: &Received| println!("{} {}", m.subject(), m.message()))?;
 //! conn.send("PRICES.IBM", &Message::new().add_string("sym", "IBM").add_f64("px", 123.4))?;
 //! let request = Message::new().add_f64("A", 0.5).add_f64("B", 1.5);
@@ -96,8 +96,21 @@
 //!   * `spin.rs` — how long a blocking waiter polls before it sleeps;
 //!   * `shared.rs` — the state the engine, the dispatch thread and `client.rs` share;
 //!   * `received.rs` — [`Received`] and where a received frame's parts lie;
-//!   * `notification.rs`, `params.rs`, `status.rs`, `error.rs` — the public types above.
+//!   * `notification.rs`, `params.rs`, `status.rs`, `error.rs` — the public types above;
+//!   * [`advisory`] — advisories the connection delivers to its own subscriptions (a
+//!     subscription that passed its pending limit), and their rate.
 
+/// This crate's README and the repository's: their Rust code blocks are compiled (and, when they
+/// need no gateway, run) by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct RepositoryReadmeDoctests;
+
+pub mod advisory;
 mod async_connection;
 mod client;
 mod completion;
@@ -124,8 +137,8 @@ pub use error::{
 pub use notification::{LogLevel, Logger, Notification, NotificationHook};
 pub use params::{
     ConnectionParams, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_PENDING_BYTES,
-    DEFAULT_PENDING_MESSAGES, DEFAULT_RECONNECT_BUFFER_BYTES, DEFAULT_REQUEST_SPIN,
-    DEFAULT_WRITE_HIGH_WATER, DispatchMode, PendingLimits, ReconnectPolicy,
+    DEFAULT_PENDING_MESSAGES, DEFAULT_PORT, DEFAULT_RECONNECT_BUFFER_BYTES, DEFAULT_REQUEST_SPIN,
+    DEFAULT_SERVICE, DEFAULT_WRITE_HIGH_WATER, DispatchMode, PendingLimits, ReconnectPolicy,
 };
 pub use received::Received;
 pub use status::{ConnectionStats, ConnectionStatus, GatewayInfo};

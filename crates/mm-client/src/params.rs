@@ -6,6 +6,12 @@ use std::time::Duration;
 
 use crate::notification::{LogLevel, Logger, Notification, NotificationHook};
 
+/// The gateway's port when an address names only a host (`gw1`, `127.0.0.1`, `[::1]`).
+pub const DEFAULT_PORT: u16 = 5050;
+
+/// The service every Messaging Mesh tool and example joins unless told otherwise.
+pub const DEFAULT_SERVICE: &str = "DEFAULT";
+
 /// Default time to wait for the gateway's ACK (SPEC §7: 30 s).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -124,7 +130,7 @@ impl Default for PendingLimits {
 /// use std::time::Duration;
 /// use messaging_mesh::{ConnectionParams, DispatchMode, ReconnectPolicy};
 ///
-/// let params = ConnectionParams::new("127.0.0.1:5050", "VULCAN")
+/// let params = ConnectionParams::new("127.0.0.1:5050", "DEFAULT")
 ///     .with_client_name("pricing-feed")
 ///     .with_dispatch_mode(DispatchMode::Queue)
 ///     .with_connect_timeout(Duration::from_secs(5))
@@ -151,11 +157,13 @@ pub struct ConnectionParams {
 }
 
 impl ConnectionParams {
-    /// Parameters for the gateway at `address` (`host:port`) and `service`, with defaults for
-    /// everything else. Nothing is checked until [`Connection::connect`](crate::Connection::connect).
+    /// Parameters for the gateway at `address` and `service`, with defaults for everything
+    /// else. `address` is `host:port`, or a host alone for [`DEFAULT_PORT`] (`gw1`,
+    /// `localhost`, `127.0.0.1`, `::1`, `[::1]`); host names are resolved when connecting.
+    /// Nothing is checked until [`Connection::connect`](crate::Connection::connect).
     pub fn new(address: impl Into<String>, service: impl Into<String>) -> Self {
         ConnectionParams {
-            address: address.into(),
+            address: with_default_port(address.into()),
             service: service.into(),
             client_name: default_client_name(),
             dispatch_mode: DispatchMode::default(),
@@ -329,9 +337,49 @@ fn default_client_name() -> String {
         .unwrap_or_else(|| "rust".to_owned())
 }
 
+/// `address` with [`DEFAULT_PORT`] added when it names only a host. A bare IPv6 address gets
+/// its brackets.
+fn with_default_port(address: String) -> String {
+    if address.is_empty() {
+        return address;
+    }
+    if let Some(inside) = address.strip_prefix('[') {
+        return if inside.ends_with(']') {
+            format!("{address}:{DEFAULT_PORT}")
+        } else {
+            address
+        };
+    }
+    match address.matches(':').count() {
+        0 => format!("{address}:{DEFAULT_PORT}"),
+        1 => address,
+        _ if address.parse::<std::net::Ipv6Addr>().is_ok() => {
+            format!("[{address}]:{DEFAULT_PORT}")
+        }
+        _ => address,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_alone_means_the_default_port() {
+        for (given, used) in [
+            ("gw1", "gw1:5050"),
+            ("localhost", "localhost:5050"),
+            ("127.0.0.1", "127.0.0.1:5050"),
+            ("::1", "[::1]:5050"),
+            ("[::1]", "[::1]:5050"),
+            ("gw1:6000", "gw1:6000"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("[::1]:6000", "[::1]:6000"),
+            ("", ""),
+        ] {
+            assert_eq!(ConnectionParams::new(given, "S").address, used, "{given}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

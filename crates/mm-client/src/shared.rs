@@ -18,6 +18,7 @@ use mm_wire::handshake::Protocol;
 use mm_wire::subject;
 use tokio::sync::Notify;
 
+use crate::advisory::AdvisoryLimit;
 use crate::dispatch::{DispatchQueue, Panicked, SubscriptionTable};
 use crate::error::{ConnectError, InvalidSubject};
 use crate::notification::{LogLevel, Notification, Notifier};
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) notifier: Notifier,
     /// The engine's counters.
     pub(crate) counters: Counters,
+    /// The rate limit of advisories delivered to the connection's own subscriptions.
+    pub(crate) advisories: AdvisoryLimit,
     /// The next subscription id (ids are never reused within a connection).
     pub(crate) next_subscription_id: AtomicU32,
     /// The current gateway, from its last ACK.
@@ -104,6 +107,7 @@ impl Shared {
             spin: SpinPolicy::new(params.request_spin),
             notifier,
             counters: Counters::default(),
+            advisories: AdvisoryLimit::default(),
             next_subscription_id: AtomicU32::new(INBOX_SUBSCRIPTION_ID + 1),
             gateway: Mutex::new(None),
             inbox_confirmed: AtomicU64::new(0),

@@ -30,7 +30,7 @@ const TOKEN_VARIABLE: &str = "MM_GATEWAY_HTTP_TOKEN";
     name = "mm-gateway",
     version,
     about = "The Messaging Mesh gateway: pub/sub broker and mesh node",
-    after_help = "Examples:\n  mm-gateway                      listen on 0.0.0.0:5050\n  mm-gateway --port 0             pick a free port (printed on the first line)\n  mm-gateway --config mesh.json   start the meshes listed in the file\n  mm-gateway --http 8222          monitoring on http://127.0.0.1:8222 (dashboard, /metrics)\n  mm-gateway passwd               print the hash of a password (read from stdin)\n\nLogging: --log-level or RUST_LOG (e.g. RUST_LOG=mm_gateway=debug).\nSIGHUP reloads certificates, keys, the mesh secret and users from --config."
+    after_help = "Examples:\n  mm-gateway                      listen on 0.0.0.0:5050\n  mm-gateway --port 0             pick a free port (printed on the first line)\n  mm-gateway --config mesh.json   start the meshes listed in the file\n  mm-gateway --mesh gw1:5050,gw2:5050,gw3:5050\n                                  mesh every service with these gateways\n  mm-gateway --http 8222          monitoring on http://127.0.0.1:8222 (dashboard, /metrics)\n  mm-gateway passwd               print the hash of a password (read from stdin)\n\nLogging: --log-level or RUST_LOG (e.g. RUST_LOG=mm_gateway=debug).\nSIGHUP reloads certificates, keys, the mesh secret and users from --config."
 )]
 struct Args {
     #[command(subcommand)]
@@ -38,12 +38,17 @@ struct Args {
     /// TCP port to listen on; 0 picks a free one.
     #[arg(short, long)]
     port: Option<u16>,
-    /// Address to listen on.
-    #[arg(long)]
+    /// Address to listen on: an IP address or a host name (`localhost`), resolved at start.
+    #[arg(long, value_name = "ADDR", value_parser = parse_bind)]
     bind: Option<IpAddr>,
     /// JSON configuration file (`//` comments allowed).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Mesh every service, on-demand ones included, with these gateways (HOST:PORT, repeated or
+    /// comma-separated; this gateway's own address may be among them): the `*` entry of
+    /// StartupMeshes.
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    mesh: Vec<String>,
     /// Gateway name sent to clients and peers (default: the host name).
     #[arg(long)]
     name: Option<String>,
@@ -109,6 +114,12 @@ fn main() -> ExitCode {
     if let Some(bind) = args.bind {
         config.bind = bind;
     }
+    if !args.mesh.is_empty()
+        && let Err(error) = config.mesh_every_service_with(&args.mesh)
+    {
+        eprintln!("mm-gateway: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     if let Some(name) = args.name {
         config.name = name;
     }
@@ -158,6 +169,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An IP address, or a host name resolved to its first IPv4 address (else its first address).
+fn parse_bind(text: &str) -> Result<IpAddr, String> {
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let addresses: Vec<IpAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(text, 0))
+        .map_err(|error| format!("cannot resolve `{text}`: {error}"))?
+        .map(|address| address.ip())
+        .collect();
+    addresses
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
 }
 
 fn init_logging(level: &str) {

@@ -92,3 +92,23 @@ fn address_in_use_is_an_error() {
     );
     assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
 }
+
+#[test]
+fn bind_accepts_host_names() {
+    let gateway = GatewayProcess::start_exact(&["--port", "0", "--bind", "localhost"]).unwrap();
+    // localhost resolves to 127.0.0.1 first where it has an IPv4 address (it does here).
+    assert_eq!(gateway.address().ip().to_string(), "127.0.0.1");
+    RawClient::mm2(gateway.address(), "TEST").flush();
+
+    let output = Command::new(binary_path("mm-gateway"))
+        .args(["--port", "0", "--bind", "no-such-host.invalid"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--bind <ADDR>")
+            && stderr.contains("cannot resolve `no-such-host.invalid`"),
+        "{stderr}"
+    );
+}

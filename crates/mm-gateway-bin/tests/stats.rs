@@ -111,3 +111,70 @@ fn writes_are_coalesced_many_frames_per_syscall() {
         "expected far fewer writes than frames: {writes} writes for {frames} frames"
     );
 }
+
+/// `_MM.STATS` with `body`, answered to a fresh inbox (the first answer: nothing is rate limited
+/// for a new connection).
+fn stats_with(client: &mut RawClient, body: &Message) -> Message {
+    let inbox = client.new_inbox();
+    client.subscribe(90, &inbox);
+    client.publish("_MM.STATS", &inbox, body);
+    loop {
+        let frame = client.expect_frame();
+        if frame.action() == Some(Action::SendMessage) && frame.subject() == inbox.as_bytes() {
+            client.unsubscribe(90);
+            return frame.message().expect("stats decode");
+        }
+    }
+}
+
+fn patterns(entry: &Message) -> Vec<&str> {
+    entry
+        .iter()
+        .filter(|field| field.name() == "pattern")
+        .map(|field| field.as_str().expect("a string pattern"))
+        .collect()
+}
+
+#[test]
+fn stats_list_each_connections_patterns_only_when_asked_and_at_most_100() {
+    let gateway = GatewayProcess::start(&[]);
+    let mut many = RawClient::connect(
+        gateway.address(),
+        mm_testkit::RawClientOptions {
+            name: "many".into(),
+            ..mm_testkit::RawClientOptions::mm2(SERVICE)
+        },
+    );
+    for id in 1..=150u32 {
+        many.subscribe(id, &format!("MANY.{id:03}"));
+    }
+    many.flush();
+    let mut few = RawClient::connect(
+        gateway.address(),
+        mm_testkit::RawClientOptions {
+            name: "few".into(),
+            ..mm_testkit::RawClientOptions::mm2(SERVICE)
+        },
+    );
+    few.subscribe(1, "ORDERS.*");
+    few.subscribe(2, "A.>");
+    few.flush();
+
+    let mut asker = RawClient::mm2(gateway.address(), SERVICE);
+    let plain = stats_with(&mut asker, &Message::new());
+    let entry = connection_named(&plain, "few");
+    assert_eq!(entry.get_u32("subscriptions"), Ok(2));
+    assert!(patterns(entry).is_empty(), "{entry:#}");
+    assert!(entry.field("patterns_omitted").is_none());
+
+    let detailed = stats_with(&mut asker, &Message::new().add_bool("subscriptions", true));
+    let entry = connection_named(&detailed, "few");
+    assert_eq!(patterns(entry), ["A.>", "ORDERS.*"]);
+    assert_eq!(entry.get_u64("patterns_omitted"), Ok(0));
+    let entry = connection_named(&detailed, "many");
+    let listed = patterns(entry);
+    assert_eq!(listed.len(), 100);
+    assert!(listed.iter().all(|pattern| pattern.starts_with("MANY.")));
+    assert!(listed.is_sorted());
+    assert_eq!(entry.get_u64("patterns_omitted"), Ok(50));
+}

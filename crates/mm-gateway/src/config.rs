@@ -220,10 +220,14 @@ pub struct GatewayConfig {
     pub security: security::SecurityConfig,
 }
 
+/// The `StartupMeshes` name of the entry that applies to every service not listed by name,
+/// services started on demand included.
+pub const EVERY_SERVICE: &str = "*";
+
 /// One entry of `StartupMeshes`: a service and the gateways of its mesh.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeshConfig {
-    /// The service name.
+    /// The service name, or [`EVERY_SERVICE`].
     pub service: String,
     /// `host:port` of every gateway in the mesh; this gateway may be among them (it finds and
     /// skips itself by `gateway_id`).
@@ -293,9 +297,40 @@ impl GatewayConfig {
         self.http_port.is_some() || self.coordinator_stats
     }
 
-    /// The mesh configured for `service`, if any.
+    /// The mesh of `service`: its own entry, else the `*` entry (if any).
     pub fn mesh_for(&self, service: &str) -> Option<&MeshConfig> {
+        self.configured_mesh(service).or_else(|| {
+            self.meshes
+                .iter()
+                .find(|mesh| mesh.service == EVERY_SERVICE)
+        })
+    }
+
+    /// The entry that names `service` itself: such a service runs from start to shutdown.
+    pub fn configured_mesh(&self, service: &str) -> Option<&MeshConfig> {
         self.meshes.iter().find(|mesh| mesh.service == service)
+    }
+
+    /// Adds `gateways` to the `*` entry (created if needed): every service meshes with them.
+    /// What `mm-gateway --mesh` does.
+    pub fn mesh_every_service_with(&mut self, gateways: &[String]) -> Result<(), ConfigError> {
+        for gateway in gateways {
+            check_host_port(gateway)
+                .map_err(|message| invalid("--mesh", &format!("`{gateway}`: {message}")))?;
+        }
+        match self
+            .meshes
+            .iter_mut()
+            .find(|mesh| mesh.service == EVERY_SERVICE)
+        {
+            Some(mesh) => mesh.gateways.extend(gateways.iter().cloned()),
+            None => self.meshes.push(MeshConfig {
+                service: EVERY_SERVICE.to_owned(),
+                gateways: gateways.to_vec(),
+                ..MeshConfig::default()
+            }),
+        }
+        Ok(())
     }
 
     /// Whether any service finds its peers through etcd or DNS.
@@ -472,9 +507,11 @@ impl GatewayConfig {
             for unknown in mesh.unknown.keys() {
                 warnings.push(format!("unknown key `{unknown}` in {key} ignored"));
             }
-            validate_service_name(&mesh.name).map_err(|error| {
-                invalid(&format!("{key}.Name"), &format!("`{}`: {error}", mesh.name))
-            })?;
+            if mesh.name != EVERY_SERVICE {
+                validate_service_name(&mesh.name).map_err(|error| {
+                    invalid(&format!("{key}.Name"), &format!("`{}`: {error}", mesh.name))
+                })?;
+            }
             if mesh.discover_mesh_using_coordinator {
                 warnings.push(format!(
                     "{key} (`{}`) asks for coordinator discovery, which is not supported yet: \
@@ -495,6 +532,13 @@ impl GatewayConfig {
                         ));
                     }
                 }
+            }
+            if mesh.name == EVERY_SERVICE && (mesh.discover_mesh_using_etcd || !dns.is_empty()) {
+                return Err(invalid(
+                    &key,
+                    "the `*` entry (every service) takes `host:port` addresses only: etcd and \
+                     `dns:` discovery need a service listed by name",
+                ));
             }
             if mesh.discover_mesh_using_etcd && self.discovery.etcd.is_none() {
                 return Err(invalid(
@@ -743,6 +787,50 @@ mod tests {
                 ..MeshConfig::default()
             }]
         );
+    }
+
+    #[test]
+    fn a_star_entry_meshes_every_service_not_listed_by_name() {
+        let mut config = GatewayConfig::default();
+        config
+            .apply_json(
+                r#"{"StartupMeshes": [
+                    {"Name": "*", "MeshGateways": ["a:5050", "b:5050"]},
+                    {"Name": "ORDERS", "MeshGateways": ["c:5050"]}]}"#,
+            )
+            .unwrap();
+        assert_eq!(config.mesh_for("ORDERS").unwrap().gateways, ["c:5050"]);
+        assert_eq!(
+            config.mesh_for("ANYTHING").unwrap().gateways,
+            ["a:5050", "b:5050"]
+        );
+        assert!(config.configured_mesh("ANYTHING").is_none());
+        assert!(config.configured_mesh("ORDERS").is_some());
+        // `--mesh` adds to the same entry.
+        config.mesh_every_service_with(&["d:5050".into()]).unwrap();
+        assert_eq!(
+            config.mesh_for("X").unwrap().gateways,
+            ["a:5050", "b:5050", "d:5050"]
+        );
+        let error = config
+            .mesh_every_service_with(&["no-port".into()])
+            .unwrap_err();
+        assert!(error.to_string().contains("--mesh"), "{error}");
+        // Without a `*` entry, unlisted services are not meshed.
+        let mut plain = GatewayConfig::default();
+        plain.mesh_every_service_with(&[]).unwrap();
+        assert!(
+            plain
+                .mesh_for("X")
+                .is_some_and(|mesh| mesh.gateways.is_empty())
+        );
+        assert!(GatewayConfig::default().mesh_for("X").is_none());
+        // Discovery needs a named service.
+        let mut dns = GatewayConfig::default();
+        let error = dns
+            .apply_json(r#"{"StartupMeshes": [{"Name": "*", "MeshGateways": ["dns:gw:5050"]}]}"#)
+            .unwrap_err();
+        assert!(error.to_string().contains("`*`"), "{error}");
     }
 
     #[test]

@@ -32,6 +32,8 @@
 //! * `discovery` — finding mesh peers through etcd and DNS; sends each service its peer sets.
 //! * `subscriptions` — one connection's subscriptions, indexed by id and by pattern.
 //! * `counters`, `stats` — counters, and the `_MM.STATS` answer built from them.
+//! * `advisory` — `_MM.ADVISORY.>` messages (slow consumers, refused clients, mesh links up and
+//!   down): built and rate limited there, published by `service`.
 //! * `memory` — handing memory back to the system after a burst.
 //! * [`security`] — TLS, mesh authentication and users in force (reloaded on SIGHUP); `auth`
 //!   (credentials, argon2id), `permissions` (subject permissions, private replies, per-user
@@ -48,6 +50,12 @@
 //! Dependencies between these modules point one way — `service` uses the parts, the parts never
 //! use `service` — and docs/architecture.md draws the picture.
 
+/// This crate's README: its code blocks are compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+mod advisory;
 mod auth;
 pub mod config;
 mod connection;
@@ -185,6 +193,10 @@ impl Gateway {
             shutdown.clone(),
         ));
         for mesh in &context.config.meshes {
+            // The `*` entry applies to services as they start; it is no service of its own.
+            if mesh.service == config::EVERY_SERVICE {
+                continue;
+            }
             if let Err(error) = registry.start_configured(&mesh.service) {
                 registry.shutdown().await;
                 return Err(GatewayError::Service {

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
+use crate::advisory::RefusedConnect;
 use crate::context::GatewayContext;
 use crate::log_limit::WarningBudget;
 use crate::mesh::DiscoveryReport;
@@ -233,6 +234,19 @@ impl ServiceRegistry {
         }
     }
 
+    /// Tells service `name`, if it is running, that a client of it was refused, for its
+    /// advisory. Never starts a service and never waits: a full command queue drops it.
+    pub(super) fn advise_refused(&self, name: &str, refused: RefusedConnect) {
+        let Ok(services) = self.services.lock() else {
+            return;
+        };
+        if let Some(handle) = services.get(name) {
+            let _ = handle
+                .commands
+                .try_send(ServiceCommand::Refused(Box::new(refused)));
+        }
+    }
+
     /// Stops the on-demand services that have had no connection for `ServiceIdleStopMs`.
     fn stop_idle_services(&self) {
         let idle_stop = self.context.config.limits.service_idle_stop;
@@ -252,11 +266,10 @@ impl ServiceRegistry {
                     idle.push(name.clone());
                     continue;
                 }
-                if self.context.config.mesh_for(name).is_some() {
+                if self.context.config.configured_mesh(name).is_some() {
                     continue;
                 }
-                let busy = handle.load.connections.load(Ordering::SeqCst) > 0
-                    || handle.load.arriving.load(Ordering::SeqCst) > 0;
+                let busy = handle.load.is_busy();
                 if busy {
                     handle.idle_since = None;
                     continue;

@@ -216,6 +216,8 @@ pub(crate) struct Dialer {
     attempt: u64,
     /// Identifies the dialler's current departure; a drop timer of an older one is ignored.
     departure: u64,
+    /// Whether a link of this dialler has ever been up.
+    ever_up: bool,
 }
 
 impl Dialer {
@@ -233,7 +235,18 @@ impl Dialer {
             failures: 0,
             attempt: 0,
             departure: 0,
+            ever_up: false,
         }
+    }
+
+    /// Whether the dialler is still on its first attempt (scheduled or connecting): a
+    /// mesh-wide flush waits for it, so a service that has just started (or a peer just
+    /// discovered) does not answer a flush before its first link could carry interest.
+    fn first_attempt_pending(&self) -> bool {
+        !self.ever_up
+            && self.failures == 0
+            && self.leaving.is_none()
+            && matches!(self.state, DialState::Backoff | DialState::Connecting)
     }
 
     /// How the address was found: its sources (or, while leaving, those that last listed it),
@@ -291,6 +304,10 @@ struct PendingFlush {
     /// Per link: the flush PING whose answer confirms this flush. A link that closes no longer
     /// counts.
     waiting: Vec<(ConnectionKey, u64)>,
+    /// Diallers on their first attempt when the flush was asked for: once one's link is up, its
+    /// flush PING joins `waiting`; one that fails, or turns out to be this gateway, no longer
+    /// counts (the connect timeout bounds the wait).
+    first_dials: Vec<DialerId>,
 }
 
 /// Mesh-wide flushes one connection may have in progress.
@@ -611,6 +628,11 @@ impl Mesh {
     // Diallers
     // ---------------------------------------------------------------------------------------
 
+    /// Whether [`Mesh::start`] has been called.
+    pub(crate) fn is_started(&self) -> bool {
+        self.started
+    }
+
     /// The service started: dial every known address now.
     pub(crate) fn start(&mut self, out: &mut MeshOutput) {
         self.started = true;
@@ -685,6 +707,7 @@ impl Mesh {
         let delay = with_jitter(entry.backoff);
         entry.backoff = (entry.backoff * 2).min(self.redial_max);
         self.schedule_dial(dialer, delay, out);
+        self.complete_flushes(out);
     }
 
     /// A dial completed its handshake; `peer_id` is from the peer's ACK (None for MM/1).
@@ -742,6 +765,7 @@ impl Mesh {
             return;
         };
         entry.state = DialState::Up;
+        entry.ever_up = true;
         entry.peer_id = peer_id.clone();
         entry.link = Some(key);
         entry.last_failure = None;
@@ -754,7 +778,7 @@ impl Mesh {
             interest = self.interest.len(),
             "mesh link up"
         );
-        self.dialled.push(DialledLink {
+        let mut link = DialledLink {
             key,
             peer_id,
             protocol,
@@ -762,9 +786,34 @@ impl Mesh {
             flush_sent: 0,
             flush_answered: 0,
             interest_since_ping: true,
-        });
+        };
         for (pattern, entry) in &self.interest {
             out.send_interest(key, Action::Subscribe, entry.link_subscription_id, pattern);
+        }
+        // Flushes that waited for this first dial now wait for the replayed interest to be
+        // confirmed (an MM/1 peer cannot confirm: they stop waiting for it).
+        let waited = self
+            .pending_flushes
+            .iter()
+            .any(|flush| flush.first_dials.contains(&dialer));
+        if waited && protocol == Protocol::Mm2 {
+            link.flush_sent = self.next_flush_sequence;
+            self.next_flush_sequence += 1;
+            link.interest_since_ping = false;
+            let ping = Message::new().add_u64("flush", link.flush_sent);
+            out.send(key, &Header::new(Action::Ping), &ping);
+        }
+        for flush in &mut self.pending_flushes {
+            if let Some(index) = flush.first_dials.iter().position(|&id| id == dialer) {
+                flush.first_dials.swap_remove(index);
+                if protocol == Protocol::Mm2 {
+                    flush.waiting.push((key, link.flush_sent));
+                }
+            }
+        }
+        self.dialled.push(link);
+        if waited {
+            self.complete_flushes(out);
         }
     }
 
@@ -819,7 +868,14 @@ impl Mesh {
                 });
             }
         }
-        let check_after = if self.configured {
+        let check_after = if self.configured && !self.started {
+            info!(
+                service = %self.service,
+                peer = %describe,
+                "mesh peer connected (this gateway dials its peers once the service has a client here)"
+            );
+            None
+        } else if self.configured {
             info!(service = %self.service, peer = %describe, "mesh peer connected");
             peer_id.as_ref().map(|_| Instant::now() + ONE_SIDED_GRACE)
         } else {
@@ -1062,7 +1118,16 @@ impl Mesh {
                 waiting.push((link.key, link.flush_sent));
             }
         }
-        if waiting.is_empty() && self.pending_flushes.is_empty() {
+        let first_dials: Vec<DialerId> = if self.started {
+            self.dialers
+                .iter()
+                .filter(|(_, dialer)| dialer.first_attempt_pending())
+                .map(|(id, _)| id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if waiting.is_empty() && first_dials.is_empty() && self.pending_flushes.is_empty() {
             out.send_with_body(client, &Header::new(Action::Pong), body);
             return Ok(());
         }
@@ -1073,6 +1138,7 @@ impl Mesh {
             client,
             body: body.to_vec(),
             waiting,
+            first_dials,
         });
         // Queued behind earlier flushes: answered in order.
         self.complete_flushes(out);
@@ -1099,6 +1165,10 @@ impl Mesh {
                     .iter()
                     .find(|link| link.key == key)
                     .is_none_or(|link| link.flush_answered >= sequence)
+            }) && front.first_dials.iter().all(|&dialer| {
+                self.dialers
+                    .get(dialer)
+                    .is_none_or(|entry| !entry.first_attempt_pending())
             });
             if !confirmed {
                 return;
@@ -1114,6 +1184,12 @@ impl Mesh {
             }
             out.send_with_body(flush.client, &Header::new(Action::Pong), &flush.body);
         }
+    }
+
+    /// Answers the flushes that no longer wait for anything (after a dialler found that its
+    /// address is this gateway).
+    pub(crate) fn recheck_flushes(&mut self, out: &mut MeshOutput) {
+        self.complete_flushes(out);
     }
 
     /// Flushes still waiting for links.

@@ -36,7 +36,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -54,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::advisory::{Advisories, RefusedConnect};
 use crate::config::GatewayConfig;
 use crate::connection::{CloseReason, Connection, ConnectionKey, Connections, NewConnection, Role};
 use crate::context::GatewayContext;
@@ -168,6 +169,8 @@ pub(crate) enum ServiceCommand {
     },
     /// What discovery (etcd, DNS) found for this service: a new peer set, or its health.
     Discovered(DiscoveryReport),
+    /// The acceptor refused a client of this service: publish the advisory.
+    Refused(Box<RefusedConnect>),
 }
 
 /// The state of one service, owned by its thread.
@@ -192,6 +195,8 @@ pub(crate) struct Service {
     pub(crate) counters: ServiceCounters,
     /// Rates, top subjects, link round trips and events, for monitoring.
     pub(crate) monitor: Monitor,
+    /// Advisories waiting to be published, and their rate limits.
+    pub(crate) advisories: Advisories,
     /// The shared read buffer (taken out while a read runs).
     read_buffer: Vec<u8>,
     /// Where frames the gateway builds are encoded before they are queued.
@@ -216,8 +221,8 @@ pub(crate) struct Service {
     retiring: VecDeque<Retiring>,
     /// Whether the task that retires them in slices is running.
     retiring_task: bool,
-    /// The last `_MM.STATS` answer body and when it was computed.
-    stats_cache: Option<(Instant, Vec<u8>)>,
+    /// The last `_MM.STATS` answer body and when it was computed: without patterns, with them.
+    stats_cache: [Option<(Instant, Vec<u8>)>; 2],
     /// Output queued by this service's connections (sum of their `counted_pending`).
     queued_total: usize,
     /// `queued_total` as last added to the gateway-wide total.
@@ -259,10 +264,12 @@ impl Service {
             context.config.redial_max,
             context.config.discovery.grace,
         );
+        let advisories = Advisories::new(&name, &context.config.name, &context.gateway_id);
         Rc::new_cyclic(|this| {
             RefCell::new(Service {
                 name,
                 context,
+                advisories,
                 connections: Connections::with_key(),
                 router: Router::with_subject_tally(monitoring),
                 mesh,
@@ -282,7 +289,7 @@ impl Service {
                 next_clock_check: 0,
                 retiring: VecDeque::new(),
                 retiring_task: false,
-                stats_cache: None,
+                stats_cache: [None, None],
                 queued_total: 0,
                 queued_reported: 0,
                 partial_total: 0,
@@ -315,12 +322,20 @@ impl Service {
         };
         let id = self.context.next_connection_id();
         self.counters.connections_total += 1;
+        let is_client = !new.role.is_link();
         let key = self
             .connections
             .insert(Connection::new(id, new, output_bound));
         self.load
             .connections
             .store(self.connections.len(), Ordering::SeqCst);
+        if is_client {
+            self.load.clients.fetch_add(1, Ordering::SeqCst);
+            if !self.mesh.is_started() {
+                // Meshed by the `*` entry: the first client starts the diallers.
+                self.start_mesh();
+            }
+        }
         key
     }
 
@@ -514,6 +529,8 @@ impl Service {
         if !ack_sent {
             self.send_frame(key, &Header::new(Action::Ack), &ack);
         }
+        self.advisories
+            .link_up(Instant::now(), &self.connections[key]);
         let describe = format!("{} ({protocol})", self.connections[key].describe());
         self.monitor.link_up(&self.name, describe.clone(), None);
         self.mesh.accepted_link_up(
@@ -592,10 +609,21 @@ impl Service {
     // Mesh: starting, dialling, applying effects
     // ---------------------------------------------------------------------------------------
 
-    /// Starts the mesh diallers of a configured service.
+    /// Starts the mesh diallers: at start for a service listed by name in `StartupMeshes`, with
+    /// the first client for one meshed by the `*` entry (so peers' links alone never make two
+    /// gateways keep each other's on-demand services running).
     pub(crate) fn start_mesh(&mut self) {
+        if self.context.config.mesh_for(&self.name).is_some() {
+            self.load.dialling.store(true, Ordering::SeqCst);
+        }
         self.mesh.start(&mut self.mesh_output);
         self.apply_mesh_output();
+    }
+
+    /// Whether the diallers start with the service (else with its first client).
+    fn dials_from_start(&self) -> bool {
+        let config = &self.context.config;
+        config.configured_mesh(&self.name).is_some() || config.mesh_for(&self.name).is_none()
     }
 
     /// Carries out what mesh events asked for. Effects caused by applying effects (closing a
@@ -679,7 +707,7 @@ impl Service {
     /// Discovery reported on this service's peers.
     pub(crate) fn discovered(&mut self, report: DiscoveryReport) {
         self.mesh.discovery_report(report, &mut self.mesh_output);
-        self.stats_cache = None;
+        self.stats_cache = [None, None];
         self.apply_mesh_output();
         self.flush();
     }
@@ -749,7 +777,13 @@ impl Service {
             .dial_succeeded(dialer, attempt, peer_id.as_deref())
         {
             DialVerdict::Attach => {}
-            DialVerdict::IsSelf | DialVerdict::Stale => return,
+            DialVerdict::IsSelf => {
+                // Flushes that waited for this dialler's first attempt wait no more.
+                self.mesh.recheck_flushes(&mut self.mesh_output);
+                self.apply_mesh_output();
+                return;
+            }
+            DialVerdict::Stale => return,
         }
         if self.shutting_down {
             return;
@@ -787,6 +821,8 @@ impl Service {
             .map(|dialer| dialer.address.clone());
         self.monitor
             .link_up(&self.name, describe, address.as_deref());
+        self.advisories
+            .link_up(Instant::now(), &self.connections[key]);
         self.mesh
             .dialled_link_up(dialer, key, peer_id, protocol, &mut self.mesh_output);
         self.apply_mesh_output();
@@ -1008,7 +1044,9 @@ impl Service {
         );
         let Some(outcome) = routed else {
             match (refused, publisher) {
-                (Some(Refused::GatewayRequest), Some(key)) => self.on_gateway_request(key, header),
+                (Some(Refused::GatewayRequest), Some(key)) => {
+                    self.on_gateway_request(key, frame, header)
+                }
                 (Some(Refused::Invalid(error)), Some(key)) => self.misuse(
                     key,
                     ErrorCode::InvalidSubject,
@@ -1296,7 +1334,7 @@ impl Service {
     // Gateway requests (`_MM.`, SPEC §9)
     // ---------------------------------------------------------------------------------------
 
-    fn on_gateway_request(&mut self, key: ConnectionKey, header: &HeaderView<'_>) {
+    fn on_gateway_request(&mut self, key: ConnectionKey, frame: &[u8], header: &HeaderView<'_>) {
         if header.reply_subject.is_empty() {
             self.misuse(
                 key,
@@ -1333,8 +1371,12 @@ impl Service {
             );
             return;
         }
-        self.refresh_stats(now);
-        let Some((_, body)) = &self.stats_cache else {
+        // `{subscriptions: true}` asks for every listed connection's patterns too.
+        let with_patterns = decode_or_empty(&frame[header.body_offset..])
+            .try_bool("subscriptions")
+            .unwrap_or(false);
+        self.refresh_stats(now, with_patterns);
+        let Some((_, body)) = &self.stats_cache[usize::from(with_patterns)] else {
             return;
         };
         let mut frame = Vec::new();
@@ -1356,11 +1398,12 @@ impl Service {
         }
     }
 
-    /// Computes the `_MM.STATS` answer, unless the last one is recent enough to reuse: however
-    /// many clients ask, a service computes it at most once per [`STATS_REUSE`].
-    fn refresh_stats(&mut self, now: Instant) {
-        if self
-            .stats_cache
+    /// Computes the `_MM.STATS` answer (with or without patterns), unless the last one is recent
+    /// enough to reuse: however many clients ask, a service computes each at most once per
+    /// [`STATS_REUSE`].
+    fn refresh_stats(&mut self, now: Instant, with_patterns: bool) {
+        let cache = &mut self.stats_cache[usize::from(with_patterns)];
+        if cache
             .as_ref()
             .is_some_and(|(computed, _)| now.duration_since(*computed) < STATS_REUSE)
         {
@@ -1373,15 +1416,14 @@ impl Service {
             router: &self.router,
             mesh: &self.mesh,
             counters: &self.counters,
+            advisories: &self.advisories,
+            with_patterns,
         });
-        let mut body = self
-            .stats_cache
-            .take()
-            .map(|(_, body)| body)
-            .unwrap_or_default();
+        let cache = &mut self.stats_cache[usize::from(with_patterns)];
+        let mut body = cache.take().map(|(_, body)| body).unwrap_or_default();
         body.clear();
         if answer.encode(&mut body).is_ok() {
-            self.stats_cache = Some((now, body));
+            *cache = Some((now, body));
         }
     }
 
@@ -1434,12 +1476,49 @@ impl Service {
     /// budgets: past them, the largest backlogs go first.
     pub(crate) fn flush(&mut self) {
         loop {
+            self.publish_advisories();
             self.drain_flush_set();
             self.report_totals();
-            if !self.enforce_budgets() {
+            if !self.enforce_budgets() && !self.advisories.has_pending() {
                 break;
             }
         }
+    }
+
+    /// Publishes the advisories raised since the last flush, from the gateway, as an `_MM.STATS`
+    /// answer travels: to every matching subscription here and at mesh peers.
+    fn publish_advisories(&mut self) {
+        if !self.advisories.has_pending() {
+            return;
+        }
+        for (kind, message) in self.advisories.take_pending() {
+            let subject = kind.subject().as_bytes();
+            let mut frame = std::mem::take(&mut self.frame_scratch);
+            frame.clear();
+            let header = Header {
+                subscription_id: 0,
+                subject,
+                reply_subject: &[],
+                action: Action::SendMessage,
+            };
+            if encode_frame(&mut frame, &header, &message).is_ok() {
+                let outcome =
+                    self.router
+                        .route(Origin::Gateway, &frame, subject, &mut self.connections);
+                self.batch_work += outcome.visited;
+                if outcome.dropped > 0 || self.router.has_cut_offs() {
+                    self.after_route(outcome.dropped, frame.len());
+                }
+            }
+            self.frame_scratch = frame;
+        }
+    }
+
+    /// The acceptor refused a client of this service (SERVICE_REFUSED, …): advise.
+    pub(crate) fn refused_at_connect(&mut self, refused: &RefusedConnect) {
+        self.advisories
+            .client_refused_at_connect(Instant::now(), refused);
+        self.flush();
     }
 
     fn drain_flush_set(&mut self) {
@@ -1560,6 +1639,13 @@ impl Service {
             bound = connection.output_bound,
             "{why}"
         );
+        self.advisories.slow_consumer(
+            Instant::now(),
+            connection,
+            reason,
+            dropped_frames,
+            dropped_bytes,
+        );
         self.counters.dropped_bytes += dropped_bytes as u64;
         self.counters.dropped_frames += dropped_frames as u64;
         self.record_cut_off(key, reason, is_link, dropped_bytes, dropped_frames);
@@ -1615,6 +1701,10 @@ impl Service {
             );
         } else {
             self.counters.log_lines_suppressed += 1;
+        }
+        if matches!(code, ErrorCode::LimitExceeded | ErrorCode::RateLimited) {
+            self.advisories
+                .client_refused(Instant::now(), connection, code, subject, text);
         }
         if connection.protocol == Protocol::Mm2 {
             let subject = echoed(subject);
@@ -1685,6 +1775,9 @@ impl Service {
         self.queued_total -= connection.counted_pending;
         self.partial_total -= connection.counted_partial;
         let is_client = !connection.role.is_link();
+        if is_client {
+            self.load.clients.fetch_sub(1, Ordering::SeqCst);
+        }
         if let Some(access) = &connection.access
             && let Some(count) = self.user_connections.get_mut(&access.grant.user)
         {
@@ -1736,6 +1829,10 @@ impl Service {
         }
         if connection.role.is_link() {
             self.record_link_down(&connection, reason);
+            if !self.shutting_down {
+                self.advisories
+                    .link_down(Instant::now(), &connection, reason);
+            }
             self.mesh.link_closed(key, reason, &mut self.mesh_output);
         }
         self.apply_mesh_output();
@@ -1999,10 +2096,54 @@ fn decode_or_empty(body: &[u8]) -> Message {
 pub(crate) struct ServiceLoad {
     /// Connections attached now (clients and links). Written by the service.
     pub(crate) connections: AtomicUsize,
+    /// Of those, clients. Written by the service.
+    pub(crate) clients: AtomicUsize,
+    /// Whether the service dials its mesh peers. A service meshed by the `*` entry starts
+    /// dialling with its first client; until then its links are peers' links to it.
+    pub(crate) dialling: AtomicBool,
     /// Connections handed over and not attached yet: incremented by the acceptor under the
     /// registry's lock, decremented by the service once it has attached one (after updating
     /// `connections`), so a service with a connection on its way never looks idle.
     pub(crate) arriving: AtomicUsize,
+}
+
+impl ServiceLoad {
+    /// Whether an on-demand service is in use: a client, a connection on its way, or — while
+    /// it does not dial — a peer's link to it (the peer has clients that may need this
+    /// gateway's). A service that dials is idle without clients: otherwise two gateways' links
+    /// would keep each other's services running for ever.
+    pub(crate) fn is_busy(&self) -> bool {
+        let connections = self.connections.load(Ordering::SeqCst);
+        let clients = self.clients.load(Ordering::SeqCst);
+        self.arriving.load(Ordering::SeqCst) > 0
+            || clients > 0
+            || (connections > clients && !self.dialling.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+
+    fn load(connections: usize, clients: usize, arriving: usize, dialling: bool) -> ServiceLoad {
+        ServiceLoad {
+            connections: AtomicUsize::new(connections),
+            clients: AtomicUsize::new(clients),
+            arriving: AtomicUsize::new(arriving),
+            dialling: AtomicBool::new(dialling),
+        }
+    }
+
+    #[test]
+    fn peers_links_keep_a_service_only_while_it_does_not_dial() {
+        assert!(!load(0, 0, 0, false).is_busy(), "nothing at all");
+        assert!(load(0, 0, 1, true).is_busy(), "a connection on its way");
+        assert!(load(3, 1, 0, true).is_busy(), "a client");
+        // Only peers' links: they need this gateway while it does not dial them...
+        assert!(load(2, 0, 0, false).is_busy());
+        // ...but two dialling gateways would keep each other's services for ever.
+        assert!(!load(2, 0, 0, true).is_busy());
+    }
 }
 
 /// A running service, as the registry keeps it.
@@ -2079,7 +2220,9 @@ async fn run(
         cancel.clone(),
         load.clone(),
     );
-    state.borrow_mut().start_mesh();
+    if state.borrow().dials_from_start() {
+        state.borrow_mut().start_mesh();
+    }
     let mut ticker = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -2098,6 +2241,9 @@ async fn run(
                     state.borrow_mut().publish_from_gateway(&subject, &body);
                 }
                 Some(ServiceCommand::Discovered(report)) => state.borrow_mut().discovered(report),
+                Some(ServiceCommand::Refused(refused)) => {
+                    state.borrow_mut().refused_at_connect(&refused);
+                }
                 None => break,
             },
             _ = ticker.tick() => state.borrow_mut().housekeeping(),
@@ -2122,6 +2268,8 @@ async fn run(
     info!(service = %name, "service stopped");
 }
 
+#[cfg(test)]
+mod advisory_tests;
 mod observe;
 #[cfg(test)]
 pub(crate) mod test_harness;

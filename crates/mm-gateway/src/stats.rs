@@ -4,6 +4,7 @@
 use mm_wire::Message;
 use mm_wire::handshake::Protocol;
 
+use crate::advisory::Advisories;
 use crate::connection::{Connection, Connections, Role};
 use crate::context::GatewayContext;
 use crate::counters::ServiceCounters;
@@ -24,12 +25,21 @@ pub(crate) struct StatsSources<'a> {
     pub(crate) mesh: &'a Mesh,
     /// Its counters.
     pub(crate) counters: &'a ServiceCounters,
+    /// Its advisories (for their counts).
+    pub(crate) advisories: &'a Advisories,
+    /// Whether each listed connection and link also lists its patterns (a request body with
+    /// `subscriptions` = true).
+    pub(crate) with_patterns: bool,
 }
 
 /// Most `connection` entries in an answer (and, apart, most `link` entries): the busiest, by
 /// bytes in and out. The totals cover every connection; `connections_omitted` and
 /// `links_omitted` count the rest. Bounds the answer's size and the work of building it.
 pub(crate) const MAX_LISTED_CONNECTIONS: usize = 100;
+
+/// Most `pattern` fields in one `connection` or `link` entry of an answer with subscriptions;
+/// `patterns_omitted` counts the rest.
+pub(crate) const MAX_LISTED_PATTERNS: usize = 100;
 
 /// The answer to `_MM.STATS`: service totals, then one `connection` field per client, one `link`
 /// field per mesh link (the busiest [`MAX_LISTED_CONNECTIONS`] of each), one `peer` field per mesh
@@ -86,6 +96,11 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
                 .context
                 .mesh_authentication_failures
                 .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .push("advisories_published", sources.advisories.published_total())
+        .push(
+            "advisories_suppressed",
+            sources.advisories.suppressed_total(),
         );
     let (listed_clients, clients_omitted) =
         busiest(sources.connections, |connection| !connection.role.is_link());
@@ -110,6 +125,9 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
             .add_u64("pending_bytes", connection.outbound.pending() as u64)
             .add_u64("pending_frames", connection.outbound.frames() as u64);
         connection.counters.write_fields(&mut entry);
+        if sources.with_patterns {
+            write_patterns(&mut entry, connection);
+        }
         match &connection.role {
             Role::Client { .. } => {
                 message.push("connection", entry);
@@ -169,6 +187,25 @@ pub(crate) fn stats_message(sources: &StatsSources<'_>) -> Message {
         );
     }
     message
+}
+
+/// Up to [`MAX_LISTED_PATTERNS`] of the connection's patterns, sorted, as repeated `pattern`
+/// fields, then `patterns_omitted`.
+fn write_patterns(entry: &mut Message, connection: &Connection) {
+    let mut patterns: Vec<&[u8]> = connection
+        .subscriptions
+        .patterns()
+        .take(MAX_LISTED_PATTERNS)
+        .collect();
+    patterns.sort_unstable();
+    for pattern in patterns.iter() {
+        entry.push("pattern", String::from_utf8_lossy(pattern).as_ref());
+    }
+    let omitted = connection
+        .subscriptions
+        .len()
+        .saturating_sub(patterns.len());
+    entry.push("patterns_omitted", omitted as u64);
 }
 
 /// The busiest [`MAX_LISTED_CONNECTIONS`] connections that pass `filter` (O(n), no full sort),

@@ -133,6 +133,14 @@ impl Subscriptions {
         }
     }
 
+    /// Every pattern held (counted patterns once), in no particular order.
+    pub(crate) fn patterns(&self) -> impl Iterator<Item = &[u8]> {
+        self.by_id
+            .values()
+            .map(|entry| &*entry.pattern)
+            .chain(self.references.keys().map(|pattern| &**pattern))
+    }
+
     /// Empties the set: every subscription, to be taken out of the subject index (in slices, if
     /// there are many).
     pub(crate) fn retire(&mut self) -> impl Iterator<Item = Retired> + use<> {

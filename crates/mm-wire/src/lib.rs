@@ -29,6 +29,11 @@
 //! * [`handshake`] — typed CONNECT options, ACK info, mesh peer identity, ERROR codes.
 //! * `tokio_codec` (feature `tokio-codec`) — `FrameCodec` for `tokio_util::codec::Framed`.
 
+/// This crate's README: its code blocks are compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod action;
 mod body;
 mod error;

@@ -2,7 +2,7 @@
  * The C API in one small program: connect, subscribe, publish three messages, receive them in
  * the queue dispatch mode, then send a request nobody answers.
  *
- *   c_publish_subscribe [HOST:PORT] [SERVICE]        (defaults 127.0.0.1:5050, DEFAULT)
+ *   c_publish_subscribe [HOST[:PORT]] [SERVICE]      (defaults 127.0.0.1:5050, DEFAULT)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +35,24 @@ static void on_message(void *user_data, mm_received *received, const mm_delivery
     mm_received_free(received);
 }
 
+static const char usage[] =
+    "usage: c_publish_subscribe [HOST[:PORT]] [SERVICE]\n"
+    "Connects, subscribes to C.EXAMPLE.>, publishes three messages, receives them, then sends a\n"
+    "request nobody answers. Defaults: 127.0.0.1:5050, service DEFAULT.\n";
+
 int main(int argc, char **argv) {
-    const char *address = argc > 1 ? argv[1] : "127.0.0.1:5050";
-    const char *service = argc > 2 ? argv[2] : "DEFAULT";
+    const char *address;
+    const char *service;
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (argc > 3 || (argc > 1 && argv[1][0] == '-') || (argc > 2 && argv[2][0] == '-')) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    address = argc > 1 ? argv[1] : "127.0.0.1:5050";
+    service = argc > 2 ? argv[2] : "DEFAULT";
     mm_connection_params *params;
     mm_connection *connection;
     mm_subscription *subscription;

@@ -177,6 +177,7 @@ namespace MessagingMesh
                     var exception = new PendingLimitException(subscription);
                     Logger.Warning(exception.Message);
                     Report(exception, header.Subject, subscription);
+                    AdviseMessagesDropped(subscription);
                 }
                 return;
             }

@@ -183,8 +183,8 @@ namespace MessagingMesh
             {
                 if (!confirmation.Wait(deadline, out ignored))
                 {
-                    throw new MeshTimeoutException("no reply to a request to \"" + subject
-                                                   + "\": the inbox was not confirmed in time");
+                    throw new MeshTimeoutException("no reply to `" + subject
+                                                   + "`: the inbox was not confirmed in time");
                 }
             }
             catch (ConnectionClosedException)

@@ -303,8 +303,7 @@ namespace MessagingMesh
             {
                 if (IsGatewaySubject(subject))
                 {
-                    throw new InvalidSubjectException(
-                        subject, "is reserved for the gateway: send a request instead", 1, "_MM");
+                    throw InvalidSubjectException.Reserved(subject);
                 }
             }
             else
@@ -364,8 +363,8 @@ namespace MessagingMesh
             if (!pendingReply.Wait(deadline, out reply))
             {
                 lock (requestsLock) requests.Remove(pendingReply.Id);
-                throw new MeshTimeoutException("no reply to a request to \"" + subject + "\" within "
-                                               + timeoutMilliseconds + " ms");
+                throw new MeshTimeoutException("no reply to `" + subject + "` within "
+                                               + Clock.Describe(timeoutMilliseconds));
             }
             return reply;
         }
@@ -393,8 +392,8 @@ namespace MessagingMesh
             {
                 if (first.Result != confirmed)
                 {
-                    return Failed(new MeshTimeoutException("no reply to a request to \"" + subject
-                                                           + "\": the inbox was not confirmed in time"));
+                    return Failed(new MeshTimeoutException("no reply to `" + subject
+                                                           + "`: the inbox was not confirmed in time"));
                 }
                 if (confirmed.IsFaulted && confirmed.Exception.InnerException is ConnectionClosedException)
                 {
@@ -432,7 +431,7 @@ namespace MessagingMesh
                 if (delay.IsCanceled) return;
                 lock (requestsLock) requests.Remove(pendingReply.Id);
                 pendingReply.Complete(null, new MeshTimeoutException(
-                    "no reply to a request to \"" + subject + "\" within " + timeoutMs + " ms"));
+                    "no reply to `" + subject + "` within " + Clock.Describe(timeoutMs)));
             }, TaskContinuationOptions.ExecuteSynchronously);
             task.ContinueWith(done => cancel.Cancel(), TaskContinuationOptions.ExecuteSynchronously);
             return task;
@@ -605,7 +604,7 @@ namespace MessagingMesh
             Close("closed by the application", true);
         }
 
-        /// <summary>Describes the connection, e.g. <c>Connection VULCAN @ localhost:5050 (MM/2, Connected)</c>.</summary>
+        /// <summary>Describes the connection, e.g. <c>Connection DEFAULT @ localhost:5050 (MM/2, Connected)</c>.</summary>
         public override string ToString()
         {
             lock (writeLock) return "Connection " + parameters.Service + " @ " + Describe() + " (MM/"

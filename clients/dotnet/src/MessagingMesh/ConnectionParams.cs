@@ -19,17 +19,24 @@ namespace MessagingMesh
     }
 
     /// <summary>
-    /// Everything a <see cref="Connection"/> needs to know, with defaults for all but the gateway
-    /// address and the service. The connection copies the values when it is created.
+    /// Everything a <see cref="Connection"/> needs to know, with a default for every value: the
+    /// gateway at localhost:5050 and the service <c>DEFAULT</c>, as for the other clients and the
+    /// <c>mm</c> tool. The connection copies the values when it is created.
     /// </summary>
     public sealed class ConnectionParams
     {
+        /// <summary>The service a connection joins unless told otherwise: <c>DEFAULT</c>.</summary>
+        public const string DefaultService = "DEFAULT";
+
+        /// <summary>The gateway's default TCP port: 5050.</summary>
+        public const int DefaultPort = 5050;
+
         /// <summary>Creates parameters with every default set.</summary>
         public ConnectionParams()
         {
             GatewayHost = "localhost";
-            GatewayPort = 5050;
-            Service = "";
+            GatewayPort = DefaultPort;
+            Service = DefaultService;
             ClientName = "";
             DispatchMode = DispatchMode.CallbackThread;
             ProtocolVersion = 2;
@@ -62,7 +69,8 @@ namespace MessagingMesh
         /// <summary>TCP port of the gateway. Default 5050.</summary>
         public int GatewayPort { get; set; }
 
-        /// <summary>The service to join: one token, 1 to 127 bytes, no wildcard. Required.</summary>
+        /// <summary>The service to join: one token, 1 to 127 bytes, no wildcard. Default
+        /// <c>DEFAULT</c>.</summary>
         public string Service { get; set; }
 
         /// <summary>Name of this client, informational (up to 255 bytes). Default "".</summary>

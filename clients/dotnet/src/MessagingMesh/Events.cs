@@ -1,4 +1,5 @@
 using System;
+using System.Globalization;
 
 namespace MessagingMesh
 {
@@ -99,5 +100,19 @@ namespace MessagingMesh
         public long UndecodableMessages { get; internal set; }
         /// <summary>Successful reconnects.</summary>
         public long Reconnects { get; internal set; }
+
+        /// <summary>
+        /// Every counter in one line, for logs, e.g. <c>1200 messages sent (48000 bytes in 12
+        /// socket writes), 1300 frames received (52000 bytes), 0 messages dropped at pending
+        /// limits, 0 undecodable, 0 reconnects</c>.
+        /// </summary>
+        public override string ToString()
+        {
+            return string.Format(CultureInfo.InvariantCulture,
+                "{0} messages sent ({1} bytes in {2} socket writes), {3} frames received ({4} bytes), "
+                + "{5} messages dropped at pending limits, {6} undecodable, {7} reconnects",
+                MessagesSent, BytesSent, SocketWrites, FramesReceived, BytesReceived, MessagesDropped,
+                UndecodableMessages, Reconnects);
+        }
     }
 }

@@ -34,7 +34,7 @@ namespace MessagingMesh
     {
         /// <summary>Creates the exception for a request to <paramref name="subject"/>.</summary>
         public NoRespondersException(string subject)
-            : base("no responders for a request to \"" + subject + "\"")
+            : base("no responders for `" + subject + "`")
         {
             Subject = subject;
         }
@@ -44,42 +44,72 @@ namespace MessagingMesh
     }
 
     /// <summary>
-    /// A subject, pattern, reply subject or service name breaks the subject grammar. The message
-    /// names the offending token and its position (counted from 1).
+    /// A subject, pattern, reply subject or service name breaks the subject grammar, or a plain
+    /// publish targets the gateway's reserved <c>_MM.</c> subjects. The message is the same text
+    /// the Rust, C and C++ clients give for the same mistake (docs/protocol.md, "Error texts"),
+    /// e.g. <c>invalid subject `A..B`: empty token at position 2</c>.
     /// </summary>
     public class InvalidSubjectException : MessagingMeshException
     {
-        /// <summary>Creates the exception.</summary>
+        /// <summary>Creates the exception for a subject (what = "subject").</summary>
         public InvalidSubjectException(string subject, string reason, int position, string token)
-            : base(Describe(subject, reason, position, token))
+            : this("subject", subject, reason, position, token)
         {
+        }
+
+        /// <summary>
+        /// Creates the exception. <paramref name="what"/> is what was checked: "subject",
+        /// "pattern", "reply subject" or "service name"; <paramref name="reason"/> the grammar rule
+        /// broken, e.g. "empty token at position 2".
+        /// </summary>
+        public InvalidSubjectException(string what, string subject, string reason, int position, string token)
+            : base(Describe(what, subject, reason, token))
+        {
+            What = what;
             Subject = subject;
             Reason = reason;
             Position = position;
             Token = token;
         }
 
+        private InvalidSubjectException(string message, string subject)
+            : base(message)
+        {
+            What = "subject";
+            Subject = subject;
+            Reason = "reserved to the gateway";
+            Position = 1;
+            Token = "_MM";
+        }
+
+        /// <summary>A plain publish to the gateway's reserved <c>_MM.</c> subjects.</summary>
+        internal static InvalidSubjectException Reserved(string subject)
+        {
+            return new InvalidSubjectException(
+                "subject `" + subject + "` is reserved to the gateway (only requests may be sent there)", subject);
+        }
+
+        /// <summary>What was checked: "subject", "pattern", "reply subject" or "service name".</summary>
+        public string What { get; private set; }
+
         /// <summary>The subject that was rejected.</summary>
         public string Subject { get; private set; }
 
-        /// <summary>Why it was rejected, e.g. "empty token" or "contains white space".</summary>
+        /// <summary>Why it was rejected, e.g. "empty token at position 2" or "token 2 contains
+        /// white space".</summary>
         public string Reason { get; private set; }
 
         /// <summary>The position (from 1) of the offending token, or 0 when the error is about
-        /// the whole subject (empty, too long).</summary>
+        /// the whole subject (empty, too long, not UTF-8, several tokens in a service name).</summary>
         public int Position { get; private set; }
 
         /// <summary>The offending token, or null when the error is about the whole subject.</summary>
         public string Token { get; private set; }
 
-        private static string Describe(string subject, string reason, int position, string token)
+        private static string Describe(string what, string subject, string reason, string token)
         {
-            var text = "invalid subject \"" + subject + "\": ";
-            if (position > 0)
-            {
-                return text + "token " + position + " (\"" + token + "\") " + reason;
-            }
-            return text + reason;
+            var text = "invalid " + what + " `" + subject + "`: " + reason;
+            return string.IsNullOrEmpty(token) ? text : text + " (`" + token + "`)";
         }
     }
 
@@ -132,7 +162,7 @@ namespace MessagingMesh
     {
         /// <summary>Creates the exception.</summary>
         public FieldNotFoundException(string fieldName)
-            : base(fieldName, "no field named \"" + fieldName + "\"") { }
+            : base(fieldName, "no field named `" + fieldName + "`") { }
     }
 
     /// <summary>
@@ -143,7 +173,7 @@ namespace MessagingMesh
     {
         /// <summary>Creates the exception.</summary>
         public FieldTypeException(string fieldName, FieldType expected, FieldType actual)
-            : base(fieldName, "field \"" + fieldName + "\" is " + FieldTypes.Name(actual) + ", not "
+            : base(fieldName, "field `" + fieldName + "` is " + FieldTypes.Name(actual) + ", not "
                    + FieldTypes.Name(expected))
         {
             Expected = expected;

@@ -1,4 +1,5 @@
 using System;
+using System.Globalization;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Security.Cryptography;
@@ -13,6 +14,20 @@ namespace MessagingMesh
         private static readonly Stopwatch Watch = Stopwatch.StartNew();
 
         internal static long NowMs { get { return Watch.ElapsedMilliseconds; } }
+
+        /// <summary>
+        /// A duration in milliseconds as the Rust client prints one (its <c>Debug</c> form), so
+        /// that error texts match across languages: <c>500ms</c>, <c>2s</c>, <c>1.5s</c>.
+        /// </summary>
+        internal static string Describe(long ms)
+        {
+            if (ms < 1000) return ms == 0 ? "0ns" : ms.ToString(CultureInfo.InvariantCulture) + "ms";
+            long seconds = ms / 1000;
+            long rest = ms % 1000;
+            var text = seconds.ToString(CultureInfo.InvariantCulture);
+            if (rest != 0) text += "." + rest.ToString("000", CultureInfo.InvariantCulture).TrimEnd('0');
+            return text + "s";
+        }
 
         /// <summary>Milliseconds left until <paramref name="deadlineMs"/>, never negative.</summary>
         internal static int Remaining(long deadlineMs)

@@ -31,29 +31,30 @@ namespace MessagingMesh
         /// <summary>Checks a subject to publish to (no wildcards).</summary>
         public static void ValidateSubject(string subject)
         {
-            Check(subject, MaxLength, false);
+            Check("subject", subject, MaxLength, false);
         }
 
         /// <summary>Checks a subscription pattern (wildcards allowed).</summary>
         public static void ValidatePattern(string pattern)
         {
-            Check(pattern, MaxLength, true);
+            Check("pattern", pattern, MaxLength, true);
         }
 
         /// <summary>Checks a reply subject: null or empty (no reply), or a valid subject.</summary>
         public static void ValidateReplySubject(string replySubject)
         {
-            if (!string.IsNullOrEmpty(replySubject)) Check(replySubject, MaxLength, false);
+            if (!string.IsNullOrEmpty(replySubject)) Check("reply subject", replySubject, MaxLength, false);
         }
 
         /// <summary>Checks a service name: one token, 1 to 127 bytes, no wildcard.</summary>
         public static void ValidateServiceName(string name)
         {
-            Check(name, MaxServiceNameLength, false);
+            // An empty token is reported first, as for subjects; then a name of several tokens.
+            Check("service name", name, MaxServiceNameLength, false);
             if (name.IndexOf('.') >= 0)
             {
-                throw new InvalidSubjectException(name, "a service name is a single token (no '.')",
-                                                  0, null);
+                throw new InvalidSubjectException("service name", name,
+                                                  "a service name is a single token (no `.`)", 0, null);
             }
         }
 
@@ -104,23 +105,37 @@ namespace MessagingMesh
             }
         }
 
-        private static void Check(string subject, int max, bool wildcardsAllowed)
+        private static void Check(string what, string subject, int max, bool wildcardsAllowed)
         {
-            var error = Scan(subject, max, wildcardsAllowed);
+            var error = Scan(subject, max, wildcardsAllowed, what);
             if (error != null) throw error;
         }
 
-        /// <summary>The single pass behind every validator: null when valid, else the error.</summary>
-        private static InvalidSubjectException Scan(string subject, int max, bool wildcardsAllowed)
+        /// <summary>
+        /// The single pass behind every validator: null when valid, else the error. The rules are
+        /// checked in the order the Rust implementation checks them, so that the same mistake
+        /// gets the same text in every language: empty, too long (UTF-8 bytes), then token by
+        /// token — a bad character where it is met, an empty token, a <c>&gt;</c> that is not
+        /// last or a token mixing a wildcard with other characters at the token's end — and
+        /// last, for subjects that must be literal, the first wildcard.
+        /// </summary>
+        private static InvalidSubjectException Scan(string subject, int max, bool wildcardsAllowed,
+                                                    string what = "subject")
         {
             if (subject == null) throw new ArgumentNullException("subject");
             if (subject.Length == 0)
             {
-                return new InvalidSubjectException(subject, "is empty", 0, null);
+                return new InvalidSubjectException(what, subject, "subject is empty", 0, null);
             }
-            int bytes = 0;
+            int bytes = Utf8.ByteCount(subject);
+            if (bytes > max)
+            {
+                return new InvalidSubjectException(
+                    what, subject, bytes + " bytes long; the maximum is " + max, 0, null);
+            }
             int position = 1;
             int tokenStart = 0;
+            int firstWildcard = 0;
             bool tokenHasWildcardChar = false;
             for (int i = 0; i <= subject.Length; i++)
             {
@@ -129,26 +144,22 @@ namespace MessagingMesh
                     int length = i - tokenStart;
                     if (length == 0)
                     {
-                        return new InvalidSubjectException(subject, "is empty", position, "");
+                        return new InvalidSubjectException(what, subject, "empty token at position " + position,
+                                                           position, "");
                     }
                     char first = subject[tokenStart];
                     bool isWildcard = length == 1 && (first == '*' || first == '>');
-                    if (isWildcard && !wildcardsAllowed)
-                    {
-                        return Token(subject, position, tokenStart,
-                                     "is a wildcard, which is not allowed here");
-                    }
                     if (length == 1 && first == '>' && i != subject.Length)
                     {
-                        return Token(subject, position, tokenStart,
-                                     "is '>', which is only allowed as the last token");
+                        return Token(what, subject, position, tokenStart,
+                                     "`>` at token " + position + " is not the last token");
                     }
                     if (!isWildcard && tokenHasWildcardChar)
                     {
-                        return Token(subject, position, tokenStart,
-                                     "mixes a wildcard with other characters");
+                        return Token(what, subject, position, tokenStart,
+                                     "token " + position + " mixes a wildcard with other characters");
                     }
-                    if (i < subject.Length) bytes++;
+                    if (isWildcard && firstWildcard == 0) firstWildcard = position;
                     position++;
                     tokenStart = i + 1;
                     tokenHasWildcardChar = false;
@@ -163,39 +174,49 @@ namespace MessagingMesh
                 }
                 else if (char.IsSurrogate(subject[i]))
                 {
-                    return Token(subject, position, tokenStart, "is not valid UTF-8 (lone surrogate)");
+                    // A lone surrogate has no UTF-8 form.
+                    return new InvalidSubjectException(what, subject, "not valid UTF-8", 0, null);
                 }
                 if (c == '*' || c == '>') tokenHasWildcardChar = true;
                 // ASCII controls (TAB included) are reported as controls; beyond ASCII, White_Space
                 // is checked first (U+0085 is both), as the Rust implementation does.
                 if (c < 0x20 || c == 0x7F)
                 {
-                    return Token(subject, position, tokenStart, "contains a control character");
+                    return Token(what, subject, position, tokenStart,
+                                 "token " + position + " contains a control character");
                 }
                 if (IsWhiteSpace(c))
                 {
-                    return Token(subject, position, tokenStart, "contains white space");
+                    return Token(what, subject, position, tokenStart, "token " + position + " contains white space");
                 }
                 if (c >= 0x80 && c <= 0x9F)
                 {
-                    return Token(subject, position, tokenStart, "contains a control character");
+                    return Token(what, subject, position, tokenStart,
+                                 "token " + position + " contains a control character");
                 }
-                bytes += c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
             }
-            if (bytes > max)
+            if (!wildcardsAllowed && firstWildcard > 0)
             {
-                return new InvalidSubjectException(
-                    subject, "is " + bytes + " bytes long; the maximum is " + max, 0, null);
+                return Token(what, subject, firstWildcard, TokenStart(subject, firstWildcard),
+                             "wildcard at token " + firstWildcard + " is not allowed here");
             }
             return null;
         }
 
-        private static InvalidSubjectException Token(string subject, int position, int tokenStart,
+        /// <summary>Where token <paramref name="position"/> (from 1) starts.</summary>
+        private static int TokenStart(string subject, int position)
+        {
+            int start = 0;
+            for (int token = 1; token < position; token++) start = subject.IndexOf('.', start) + 1;
+            return start;
+        }
+
+        private static InvalidSubjectException Token(string what, string subject, int position, int tokenStart,
                                                      string reason)
         {
             int end = subject.IndexOf('.', tokenStart);
             if (end < 0) end = subject.Length;
-            return new InvalidSubjectException(subject, reason, position,
+            return new InvalidSubjectException(what, subject, reason, position,
                                                subject.Substring(tokenStart, end - tokenStart));
         }
 

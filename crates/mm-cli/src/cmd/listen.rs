@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for subject in &args.subjects {
         messaging_mesh::validate_pattern(subject)?;
     }
-    let connection = connect(&args.gateway, Lifetime::LongRunning)?;
+    let connection = connect(&args.gateway, "listen", Lifetime::LongRunning)?;
     let (sender, receiver) = std::sync::mpsc::channel();
     let mut subscriptions = Vec::with_capacity(args.subjects.len());
     for subject in &args.subjects {

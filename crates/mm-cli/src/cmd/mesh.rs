@@ -37,7 +37,7 @@ pub struct Args {
 
 /// Asks the gateway and prints the membership.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let connection = connect(&args.gateway, Lifetime::OneShot)?;
+    let connection = connect(&args.gateway, "mesh", Lifetime::OneShot)?;
     let reply = connection
         .send_request("_MM.STATS", &Message::new(), args.timeout)
         .context("the gateway did not answer _MM.STATS")?;

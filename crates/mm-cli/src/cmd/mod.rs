@@ -18,14 +18,15 @@ use messaging_mesh::{Connection, ConnectionParams, Notification, ReconnectPolicy
 /// How long connecting may take before the command gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Options every subcommand takes.
+/// Options every subcommand takes. Their defaults can also come from the environment and the
+/// config file (`crate::defaults`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct GatewayArgs {
-    /// Gateway to connect to.
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5050")]
+    /// Gateway to connect to; a host alone means port 5050.
+    #[arg(long, value_name = "HOST[:PORT]", default_value = "127.0.0.1:5050")]
     pub gateway: String,
     /// Service (the group of clients that see each other's messages).
-    #[arg(long, value_name = "NAME", default_value = "DEFAULT")]
+    #[arg(long, value_name = "NAME", default_value = messaging_mesh::DEFAULT_SERVICE)]
     pub service: String,
     /// Connect over TLS, trusting the CAs in this PEM file.
     #[arg(long, value_name = "FILE", env = "MM_TLS_CA")]
@@ -83,12 +84,17 @@ pub enum Lifetime {
     LongRunning,
 }
 
-/// Connects to the gateway; notifications worth an operator's attention go to stderr.
-pub fn connect(args: &GatewayArgs, lifetime: Lifetime) -> anyhow::Result<Connection> {
+/// Connects to the gateway as `mm-COMMAND@HOST:PID` (so `mm stats` tells the tool's connections
+/// apart); notifications worth an operator's attention go to stderr.
+pub fn connect(
+    args: &GatewayArgs,
+    command: &str,
+    lifetime: Lifetime,
+) -> anyhow::Result<Connection> {
     let mut params = ConnectionParams::new(&args.gateway, &args.service)
-        .with_client_name("mm")
+        .with_client_name(client_name(command))
         .with_connect_timeout(CONNECT_TIMEOUT)
-        .with_notification_hook(report);
+        .with_notification_hook(move |notification| report(lifetime, notification));
     if lifetime == Lifetime::OneShot {
         params = params.with_reconnect(ReconnectPolicy::disabled());
     }
@@ -96,11 +102,34 @@ pub fn connect(args: &GatewayArgs, lifetime: Lifetime) -> anyhow::Result<Connect
     Connection::connect(params).with_context(|| format!("service {}", args.service))
 }
 
-/// Prints the notifications an operator wants to see.
-fn report(notification: &Notification) {
+/// `mm-listen@host:4242`: the command, this host, this process.
+fn client_name(command: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("mm-{command}@{host}:{}", std::process::id())
+}
+
+/// Failed redials reported while reconnecting: the first, then every tenth (the delay between
+/// redials grows to 2 s, so about one line every 20 s while the gateway stays away).
+const REPORT_EVERY_FAILED_REDIAL: u32 = 10;
+
+/// Prints the notifications an operator wants to see. A long-running command says that it is
+/// reconnecting, how that goes, and when it is back.
+fn report(lifetime: Lifetime, notification: &Notification) {
     match notification {
         Notification::Connected { .. } | Notification::Closed => {}
-        Notification::Reconnecting { .. } | Notification::ReconnectFailed { .. } => {}
+        Notification::Reconnecting { .. } => {}
+        Notification::Disconnected { reason } if lifetime == Lifetime::LongRunning => {
+            eprintln!("mm: disconnected ({reason}) — reconnecting");
+        }
+        Notification::ReconnectFailed { attempt, error } => {
+            if *attempt == 1 || attempt % REPORT_EVERY_FAILED_REDIAL == 0 {
+                eprintln!("mm: still reconnecting: attempt {attempt} failed: {error}");
+            }
+        }
         other => eprintln!("mm: {other}"),
     }
 }

@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         Some(fields::message_from(&args.fields, args.json.as_deref())?)
     };
-    let connection = connect(&args.gateway, Lifetime::LongRunning)?;
+    let connection = connect(&args.gateway, "reply", Lifetime::LongRunning)?;
     let (sender, receiver) = std::sync::mpsc::channel();
     let subscription = connection.subscribe(&args.subject, move |message| {
         let _ = sender.send(message.clone());

@@ -50,7 +50,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     messaging_mesh::validate_subject(&args.subject)?;
     let message = fields::message_from(&args.fields, args.json.as_deref())?;
-    let connection = connect(&args.gateway, Lifetime::OneShot)?;
+    let connection = connect(&args.gateway, "request", Lifetime::OneShot)?;
     let result = connection.send_request(&args.subject, &message, args.timeout);
     connection.close();
     match result {

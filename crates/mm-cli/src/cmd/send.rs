@@ -22,7 +22,8 @@ mm send PRICES.IBM sym=IBM px=123.4 qty:u32=100\n  \
 mm send ORDERS.NEW --json '{\"sym\":\"IBM\",\"legs\":{\"qty\":100}}'\n  \
 mm send CONFIG.UPDATE data:blob=@settings.bin\n  \
 mm send Service.Ping --reply MY.INBOX\n  \
-mm send LOAD.TEST n=1 --count 1000"
+mm send LOAD.TEST n=1 --count 1000 -q\n\n\
+Once the gateway has confirmed the messages, a line on stderr says what was sent (-q: nothing)."
 )]
 pub struct Args {
     #[command(flatten)]
@@ -42,13 +43,17 @@ pub struct Args {
     /// Send the message this many times.
     #[arg(long, value_name = "N", default_value_t = 1)]
     count: u64,
+    /// Do not say what was sent.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
-/// Publishes the message `--count` times and waits until the gateway has processed them.
+/// Publishes the message `--count` times, waits until the gateway has processed them, and says
+/// what was sent (unless `--quiet`).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     messaging_mesh::validate_subject(&args.subject)?;
     let message = fields::message_from(&args.fields, args.json.as_deref())?;
-    let connection = connect(&args.gateway, Lifetime::OneShot)?;
+    let connection = connect(&args.gateway, "send", Lifetime::OneShot)?;
     let reply = args.reply.as_deref().unwrap_or("");
     for _ in 0..args.count {
         connection.send_with_reply(&args.subject, reply, &message)?;
@@ -57,5 +62,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .flush(CONFIRM_TIMEOUT)
         .context("the gateway did not confirm the messages")?;
     connection.close();
+    if !args.quiet {
+        eprintln!(
+            "mm: sent {}{}{} {message} (service {} at {})",
+            match args.count {
+                1 => String::new(),
+                count => format!("{count} × "),
+            },
+            args.subject,
+            args.reply
+                .as_deref()
+                .map(|reply| format!(" reply={reply}"))
+                .unwrap_or_default(),
+            args.gateway.service,
+            args.gateway.gateway,
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

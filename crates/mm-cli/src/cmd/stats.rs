@@ -19,14 +19,17 @@ const HTTP_CONNECTIONS: usize = 100;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Prints the service's totals, then one table per kind of entry \
-(connections, mesh links, peers). Field names are those of the gateway's _MM.STATS answer.\n\n\
+(connections, mesh links, peers). Field names are those of the gateway's _MM.STATS answer. \
+The gateway lists the busiest 100 connections and links; --subscriptions adds up to 100 \
+patterns of each.\n\n\
 With --http, reads the gateway's monitoring server instead (mm-gateway --http PORT): rates, \
 top subjects, connections and mesh links of the service, as docs/monitoring.md names them.\n\n\
 Examples:\n  \
 mm stats\n  \
-mm stats --gateway gw1:5050 --service VULCAN\n  \
+mm stats --subscriptions                  who subscribes to what\n  \
+mm stats --gateway gw1:5050 --service ORDERS\n  \
 mm stats --json | jq '.connection'\n  \
-mm stats --http gw1:8222 --service VULCAN"
+mm stats --http gw1:8222 --service ORDERS"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -34,6 +37,9 @@ pub struct Args {
     /// Print the answer as JSON (repeated entries as arrays).
     #[arg(long)]
     json: bool,
+    /// Also list each connection's and link's subscriptions (at most 100 each).
+    #[arg(long)]
+    subscriptions: bool,
     /// Seconds to wait for the gateway's answer.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
     timeout: Duration,
@@ -56,9 +62,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(address) = &args.http {
         return run_http(&args, address);
     }
-    let connection = connect(&args.gateway, Lifetime::OneShot)?;
+    let connection = connect(&args.gateway, "stats", Lifetime::OneShot)?;
+    let mut request = Message::new();
+    if args.subscriptions {
+        request.push("subscriptions", true);
+    }
     let reply = connection
-        .send_request("_MM.STATS", &Message::new(), args.timeout)
+        .send_request("_MM.STATS", &request, args.timeout)
         .context("the gateway did not answer _MM.STATS")?;
     connection.close();
     let mut out = std::io::stdout().lock();
@@ -221,11 +231,57 @@ pub fn table(message: &Message) -> String {
             }
         }
     }
-    for (name, entries) in groups {
+    for (name, entries) in &groups {
         text.push_str(&format!("\n{} ({})\n", name.to_uppercase(), entries.len()));
-        text.push_str(&entry_table(&entries));
+        text.push_str(&entry_table(entries));
+    }
+    let listed: Vec<String> = groups
+        .iter()
+        .flat_map(|(name, entries)| {
+            entries
+                .iter()
+                .filter_map(|entry| patterns_line(name, entry))
+        })
+        .collect();
+    if !listed.is_empty() {
+        text.push_str("\nSUBSCRIPTIONS\n");
+        for line in listed {
+            text.push_str(&line);
+            text.push('\n');
+        }
     }
     text
+}
+
+/// Fields listed under SUBSCRIPTIONS rather than as table columns.
+const PATTERN_FIELDS: [&str; 2] = ["pattern", "patterns_omitted"];
+
+/// `connection 7 (mm-listen@host:42): A.> B.*`, for an entry that lists its patterns.
+fn patterns_line(kind: &str, entry: &Message) -> Option<String> {
+    let omitted = entry.try_u64("patterns_omitted")?;
+    let patterns: Vec<String> = entry
+        .iter()
+        .filter(|field| field.name() == "pattern")
+        .map(|field| cell(field.value()))
+        .collect();
+    let mut line = format!(
+        "{kind} {} ({}):",
+        entry
+            .field("id")
+            .map_or_else(String::new, |field| cell(field.value())),
+        entry.try_string("name").unwrap_or_default()
+    );
+    if patterns.is_empty() && omitted == 0 {
+        line.push_str(" none");
+    }
+    for pattern in patterns {
+        line.push(' ');
+        line.push_str(&pattern);
+    }
+    if omitted > 0 {
+        line.push_str(&format!(" (and {omitted} more)"));
+    }
+    Some(line)
 }
 
 /// A table with one row per entry and one column per field name (in order of appearance).
@@ -234,7 +290,7 @@ pub fn entry_table(entries: &[&Message]) -> String {
     for entry in entries {
         for field in *entry {
             let name = field.name().to_string_lossy().into_owned();
-            if !columns.contains(&name) {
+            if !columns.contains(&name) && !PATTERN_FIELDS.contains(&name.as_str()) {
                 columns.push(name);
             }
         }
@@ -377,6 +433,38 @@ mod tests {
              MESH.PEERS (1)\n\
              address  state\n\
              b:1      up\n"
+        );
+    }
+
+    #[test]
+    fn subscriptions_are_listed_apart_from_the_table() {
+        let message = Message::new()
+            .add_message(
+                "connection",
+                Message::new()
+                    .add_u64("id", 1)
+                    .add_string("name", "feed")
+                    .add_string("pattern", "A.>")
+                    .add_string("pattern", "B.*")
+                    .add_u64("patterns_omitted", 3),
+            )
+            .add_message(
+                "connection",
+                Message::new()
+                    .add_u64("id", 2)
+                    .add_string("name", "idle")
+                    .add_u64("patterns_omitted", 0),
+            );
+        assert_eq!(
+            table(&message),
+            "\nCONNECTION (2)\n\
+             id  name\n\
+             \x201  feed\n\
+             \x202  idle\n\
+             \n\
+             SUBSCRIPTIONS\n\
+             connection 1 (feed): A.> B.* (and 3 more)\n\
+             connection 2 (idle): none\n"
         );
     }
 

@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use super::{ServiceRegistry, ServiceUnavailable};
+use crate::advisory::RefusedConnect;
 use crate::auth::{AuthFailure, Credentials};
 use crate::config::MAX_HANDSHAKE_FRAME_BYTES;
 use crate::log_limit::shown;
@@ -318,6 +319,7 @@ async fn admit(stream: TcpStream, address: SocketAddr, registry: &Arc<ServiceReg
     }
     // Validated above: a service name is UTF-8.
     let service_name = String::from_utf8_lossy(service_name).into_owned();
+    let client_name = String::from_utf8_lossy(first.header().reply_subject).into_owned();
     let mut mesh_ack_sent = false;
     let grant = match &hello {
         None => {
@@ -348,6 +350,15 @@ async fn admit(stream: TcpStream, address: SocketAddr, registry: &Arc<ServiceReg
                         _ => "authentication failed",
                     };
                     record_refusal(registry, address, &service_name, text);
+                    registry.advise_refused(
+                        &service_name,
+                        RefusedConnect {
+                            name: client_name.clone(),
+                            address,
+                            code: ErrorCode::AuthenticationFailed,
+                            text: text.to_owned(),
+                        },
+                    );
                     refuse(
                         stream,
                         protocol,
@@ -411,7 +422,7 @@ async fn admit(stream: TcpStream, address: SocketAddr, registry: &Arc<ServiceReg
                 stream,
                 address,
                 protocol,
-                &service_name,
+                (&service_name, &client_name),
                 &unavailable,
             )
             .await;
@@ -449,7 +460,7 @@ async fn admit(stream: TcpStream, address: SocketAddr, registry: &Arc<ServiceReg
                 Stream::Plain(stream),
                 address,
                 protocol,
-                &service_name,
+                (&service_name, &client_name),
                 &unavailable,
             )
             .await;
@@ -596,12 +607,21 @@ async fn refuse_service(
     stream: Stream,
     address: SocketAddr,
     protocol: Protocol,
-    service_name: &str,
+    (service_name, client_name): (&str, &str),
     unavailable: &ServiceUnavailable,
 ) {
     if registry.warning_allowed() {
         warn!(%address, service = %service_name, "{unavailable}: refusing connection");
     }
+    registry.advise_refused(
+        service_name,
+        RefusedConnect {
+            name: client_name.to_owned(),
+            address,
+            code: ErrorCode::ServiceRefused,
+            text: unavailable.to_string(),
+        },
+    );
     record_refusal(registry, address, service_name, &unavailable.to_string());
     refuse(
         stream,

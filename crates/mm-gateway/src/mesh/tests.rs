@@ -802,3 +802,103 @@ fn replacing_an_accepted_link_is_rate_limited_per_peer_id() {
     assert_eq!(mesh.may_accept_link(Some(PEER_ID), later), Ok(()));
     mesh.accepted_link_up(third, Some(PEER_ID.into()), "third".into(), &mut out);
 }
+
+// -------------------------------------------------------------------------------------------
+// A mesh-wide flush and diallers on their first attempt
+// -------------------------------------------------------------------------------------------
+
+/// Starts a mesh of one peer address and returns the dialler's id and first-attempt number.
+fn started_with_one_peer(out: &mut MeshOutput) -> (Mesh, DialerId, u64) {
+    let mut mesh = mesh(&["peer:1"]);
+    mesh.start(out);
+    let [
+        MeshEffect::DialAfter {
+            dialer, attempt, ..
+        },
+    ] = out.effects[..]
+    else {
+        panic!("one dial timer: {:?}", out.effects);
+    };
+    out.clear();
+    (mesh, dialer, attempt)
+}
+
+#[test]
+fn a_flush_waits_for_a_first_dial_then_for_the_replayed_interest_to_be_confirmed() {
+    let [link, client] = keys(2)[..] else {
+        unreachable!()
+    };
+    let mut out = MeshOutput::default();
+    let (mut mesh, dialer, attempt) = started_with_one_peer(&mut out);
+    mesh.interest_added(b"ORDERS.>", &mut out);
+    out.clear();
+    // The first dial is only scheduled: the flush waits (before this, it was answered at once,
+    // and a publish right after it at the peer reached nobody here).
+    mesh.start_flush(client, b"\x00\x00\x00\x01", &mut out)
+        .unwrap();
+    assert!(sent(&out).is_empty(), "{:?}", sent(&out));
+    assert_eq!(mesh.pending_flushes(), 1);
+    mesh.dial_due(dialer, attempt, &mut out);
+    let [MeshEffect::Connect { attempt, .. }] = out.effects[..] else {
+        panic!("{:?}", out.effects)
+    };
+    out.clear();
+    assert_eq!(
+        mesh.dial_succeeded(dialer, attempt, Some(PEER_ID)),
+        DialVerdict::Attach
+    );
+    // The link comes up: interest replayed, then a flush PING behind it.
+    mesh.dialled_link_up(dialer, link, Some(PEER_ID.into()), Protocol::Mm2, &mut out);
+    assert_eq!(
+        sent(&out),
+        vec![
+            (link, Action::Subscribe, 1, "ORDERS.>".into()),
+            (link, Action::Ping, 0, String::new()),
+        ]
+    );
+    out.clear();
+    assert_eq!(mesh.pending_flushes(), 1, "not before the peer confirms");
+    mesh.link_pong(link, &Message::new().add_u64("flush", 1), &mut out);
+    assert_eq!(sent(&out), vec![(client, Action::Pong, 0, String::new())]);
+    assert_eq!(mesh.pending_flushes(), 0);
+}
+
+#[test]
+fn a_flush_stops_waiting_for_a_first_dial_that_fails_or_reaches_this_gateway() {
+    let [client] = keys(1)[..] else {
+        unreachable!()
+    };
+    // A failed first dial: the flush is answered; a later flush does not wait for redials.
+    let mut out = MeshOutput::default();
+    let (mut mesh, dialer, attempt) = started_with_one_peer(&mut out);
+    mesh.start_flush(client, b"\x00\x00\x00\x01", &mut out)
+        .unwrap();
+    mesh.dial_due(dialer, attempt, &mut out);
+    let Some(MeshEffect::Connect { attempt, .. }) = out.effects.last().cloned() else {
+        panic!("{:?}", out.effects)
+    };
+    out.clear();
+    mesh.dial_failed(dialer, attempt, LinkError::ConnectTimeout, &mut out);
+    assert_eq!(sent(&out), vec![(client, Action::Pong, 0, String::new())]);
+    out.clear();
+    mesh.start_flush(client, b"\x00\x00\x00\x02", &mut out)
+        .unwrap();
+    assert_eq!(sent(&out), vec![(client, Action::Pong, 0, String::new())]);
+
+    // The address is this gateway's own.
+    let mut out = MeshOutput::default();
+    let (mut mesh, dialer, attempt) = started_with_one_peer(&mut out);
+    mesh.start_flush(client, b"\x00\x00\x00\x01", &mut out)
+        .unwrap();
+    mesh.dial_due(dialer, attempt, &mut out);
+    let Some(MeshEffect::Connect { attempt, .. }) = out.effects.last().cloned() else {
+        panic!("{:?}", out.effects)
+    };
+    out.clear();
+    assert_eq!(
+        mesh.dial_succeeded(dialer, attempt, Some(OWN_ID)),
+        DialVerdict::IsSelf
+    );
+    mesh.recheck_flushes(&mut out);
+    assert_eq!(sent(&out), vec![(client, Action::Pong, 0, String::new())]);
+}
