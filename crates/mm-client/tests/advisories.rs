@@ -56,7 +56,17 @@ fn a_subscription_past_its_pending_limit_is_advised_to_the_connections_advisory_
             .unwrap();
     }
     publisher.flush(PATIENCE).unwrap();
-    assert!(mm_testkit::wait_until(PATIENCE, || slow.dropped() > 0));
+    // Every message has arrived (one held by the callback, the rest queued or dropped) before
+    // the callback is released: otherwise late arrivals could overflow the queue a second time.
+    assert!(
+        mm_testkit::wait_until(PATIENCE, || {
+            slow.dropped() > 0 && slow.dropped() + slow.pending().0 as u64 + 1 >= 100
+        }),
+        "dropped {}, pending {:?}, delivered {}",
+        slow.dropped(),
+        slow.pending(),
+        slow.delivered()
+    );
     release.send(()).unwrap();
 
     let advisory = advisories.recv_timeout(PATIENCE).expect("the advisory");
