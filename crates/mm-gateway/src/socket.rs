@@ -219,7 +219,7 @@ pub(crate) async fn drive<E: SocketEvents>(
     let mut frames_waiting = true;
     while !handle.closed.get() {
         if frames_waiting && stall_until.is_none() {
-            tokio::task::yield_now().await;
+            yield_to_the_loop().await;
             if handle.closed.get() {
                 break;
             }
@@ -254,7 +254,9 @@ pub(crate) async fn drive<E: SocketEvents>(
                         }
                         if readiness.is_readable() || readiness.is_read_closed() {
                             match events.on_readable(key) {
-                                ReadOutcome::Continue => {}
+                                // Look again after the other tasks and the command loop had
+                                // their turn (the `frames_waiting` path yields first).
+                                ReadOutcome::Continue => frames_waiting = true,
                                 ReadOutcome::Stall => {
                                     stall_until = Some(tokio::time::Instant::now() + STALL);
                                     frames_waiting = true;
@@ -315,4 +317,24 @@ pub(crate) async fn send_and_close(stream: &TcpStream, bytes: &[u8]) {
             Err(_) => return,
         }
     }
+}
+
+/// Lets the service's other tasks and its command loop run before this task goes on: wakes the
+/// task at once, so it goes to the back of the service's queue. A connection whose socket is
+/// always readable must give way after every read: the service's `LocalSet` polls its command
+/// loop only between rounds of up to 61 task polls, and a task that never returned `Pending`
+/// (or did so only when tokio's cooperative budget ran out, after 128 reads) kept the loop from
+/// taking commands — new connections, `_MM.STATS`' peers, snapshots — for seconds under load.
+pub(crate) async fn yield_to_the_loop() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
