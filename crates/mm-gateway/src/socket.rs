@@ -217,9 +217,23 @@ pub(crate) async fn drive<E: SocketEvents>(
     let mut stall_until: Option<tokio::time::Instant> = None;
     // Frames may already be waiting (behind the handshake, or left by a paused batch).
     let mut frames_waiting = true;
+    // Set after each read: give way before looking at the socket again (below).
+    let mut give_way = false;
     while !handle.closed.get() {
+        if give_way {
+            // A socket that is readable again at once would otherwise be read in a loop within
+            // one poll of this task until tokio's cooperative budget ran out (128 reads), then
+            // again at once: the service's `LocalSet` polls its command loop and the runtime its
+            // I/O driver only between rounds of task polls, so a client that never paused
+            // publishing kept out new connections, requests' answers and monitoring snapshots
+            // for as long as it went on. `yield_now` wakes this task only after the I/O driver
+            // has been polled, so the other connections and the command loop go first.
+            give_way = false;
+            tokio::task::yield_now().await;
+            continue;
+        }
         if frames_waiting && stall_until.is_none() {
-            yield_to_the_loop().await;
+            tokio::task::yield_now().await;
             if handle.closed.get() {
                 break;
             }
@@ -254,9 +268,7 @@ pub(crate) async fn drive<E: SocketEvents>(
                         }
                         if readiness.is_readable() || readiness.is_read_closed() {
                             match events.on_readable(key) {
-                                // Look again after the other tasks and the command loop had
-                                // their turn (the `frames_waiting` path yields first).
-                                ReadOutcome::Continue => frames_waiting = true,
+                                ReadOutcome::Continue => give_way = true,
                                 ReadOutcome::Stall => {
                                     stall_until = Some(tokio::time::Instant::now() + STALL);
                                     frames_waiting = true;
@@ -317,24 +329,4 @@ pub(crate) async fn send_and_close(stream: &TcpStream, bytes: &[u8]) {
             Err(_) => return,
         }
     }
-}
-
-/// Lets the service's other tasks and its command loop run before this task goes on: wakes the
-/// task at once, so it goes to the back of the service's queue. A connection whose socket is
-/// always readable must give way after every read: the service's `LocalSet` polls its command
-/// loop only between rounds of up to 61 task polls, and a task that never returned `Pending`
-/// (or did so only when tokio's cooperative budget ran out, after 128 reads) kept the loop from
-/// taking commands — new connections, `_MM.STATS`' peers, snapshots — for seconds under load.
-pub(crate) async fn yield_to_the_loop() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
