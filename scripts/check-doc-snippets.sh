@@ -14,7 +14,7 @@ dll="${1:-clients/dotnet/build/MessagingMesh.dll}"
 
 # The markdown files whose Rust blocks `cargo test --doc` compiles (`#[doc = include_str!]` under
 # cfg(doctest) in crates/mm-client, mm-wire, mm-gateway and mm-bench).
-doctested=" README.md crates/mm-client/README.md crates/mm-wire/README.md crates/mm-gateway/README.md crates/mm-bench/README.md "
+doctested=" README.md docs/security.md crates/mm-client/README.md crates/mm-wire/README.md crates/mm-gateway/README.md crates/mm-bench/README.md "
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
@@ -77,7 +77,7 @@ while read -r n language where; do
         echo "unlabelled fence at $where: rustdoc would compile it as Rust (label it, e.g. \`\`\`text)" >&2
         failed=1
       fi ;;
-    sh | text | json | cmake) ;;
+    sh | text | json | cmake | yaml) ;;
     *)
       echo "fence at $where has a language this check does not know: $language" >&2; failed=1 ;;
   esac

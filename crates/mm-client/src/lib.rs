@@ -110,6 +110,11 @@ struct ReadmeDoctests;
 #[doc = include_str!("../../../README.md")]
 struct RepositoryReadmeDoctests;
 
+/// docs/security.md: its Rust example is compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/security.md")]
+struct SecurityDocDoctests;
+
 pub mod advisory;
 mod async_connection;
 mod client;
