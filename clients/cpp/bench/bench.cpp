@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -86,7 +87,14 @@ int main(int argc, char** argv) {
             return 2;
         }
         Connection subscriber(benchParams(address, service, "bench-sub-cpp"));
-        std::atomic<uint64_t> received{0};
+        // The count lives on the heap in a cache line of its own (as `mm bench`'s counter does):
+        // on the stack it shares a line with the publishing loop's variables, and every message
+        // would then move that line between the two cores.
+        struct alignas(64) Counter {
+            std::atomic<uint64_t> value{0};
+        };
+        const auto counter = std::make_unique<Counter>();
+        std::atomic<uint64_t>& received = counter->value;
         std::mutex mutex;
         std::condition_variable done;
         Clock::time_point last;

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <limits>
 #include <thread>
@@ -73,15 +74,31 @@ struct NotifyContext {
 };
 
 /// A subscription callback's state, owned by the C library (freed after the last call).
+struct SubscriptionContext;
+
+struct ConnectionAccess {
+    static void onMessage(void* userData, mm_received* received, const mm_delivery* delivery) noexcept;
+    /// A view of `core` for callbacks (owns nothing).
+    static Connection view(ConnectionCore* core) noexcept { return Connection(core); }
+};
+
+/// What a subscription's callback needs, made once per subscription: calls of one subscription
+/// never overlap, so the view and the empty reply subject are shared by all of them, and a
+/// message on the subscribed subject itself (no wildcard) reuses `subject`.
 struct SubscriptionContext {
+    SubscriptionContext(SubscriptionCallback callback, void* tag, std::shared_ptr<ConnectionCore> core,
+                        std::string subject)
+        : callback(std::move(callback)),
+          tag(tag),
+          core(std::move(core)),
+          subject(std::move(subject)),
+          view(ConnectionAccess::view(this->core.get())) {}
     SubscriptionCallback callback;
     void* tag;
     std::shared_ptr<ConnectionCore> core;
     std::string subject;
-};
-
-struct ConnectionAccess {
-    static void onMessage(void* userData, mm_received* received, const mm_delivery* delivery) noexcept;
+    Connection view;
+    const std::string noReply;
 };
 
 }  // namespace detail
@@ -255,13 +272,17 @@ void connectInBackground(std::shared_ptr<ConnectionCore> core, std::shared_ptr<P
 void detail::ConnectionAccess::onMessage(void* userData, mm_received* received, const mm_delivery* delivery) noexcept {
     auto* context = static_cast<SubscriptionContext*>(userData);
     try {
-        const std::string subjectText = detail::text(delivery->subject, delivery->subject_len);
-        const std::string replyText = detail::text(delivery->reply_subject, delivery->reply_subject_len);
+        const bool onPattern = delivery->subject_len == context->subject.size() &&
+                               std::memcmp(delivery->subject, context->subject.data(), delivery->subject_len) == 0;
+        const std::string ownSubject = onPattern ? std::string() : detail::text(delivery->subject, delivery->subject_len);
+        const std::string ownReply =
+            delivery->reply_subject_len == 0 ? std::string() : detail::text(delivery->reply_subject, delivery->reply_subject_len);
         mm_received* owned = received;
         received = nullptr;
         MessagePtr message = MessageAccess::fromReceived(owned);
-        Connection view(context->core.get());
-        context->callback(view, subjectText, replyText, std::move(message), context->tag);
+        context->callback(context->view, onPattern ? context->subject : ownSubject,
+                          delivery->reply_subject_len == 0 ? context->noReply : ownReply, std::move(message),
+                          context->tag);
     } catch (const std::exception& error) {
         mm_received_free(received);
         Logger::log(Logger::LOG_LEVEL_ERROR,
@@ -385,7 +406,7 @@ SubscriptionPtr Connection::subscribe(const std::string& subject, SubscriptionCa
     }
     mm_connection* connection = core_->get();
     // The library owns the context from here on, also when subscribing fails.
-    auto* context = new SubscriptionContext{std::move(callback), tag, core_->shared_from_this(), subject};
+    auto* context = new SubscriptionContext(std::move(callback), tag, core_->shared_from_this(), subject);
     mm_subscription* handle = nullptr;
     check(mm_connection_subscribe(connection, subject.data(), subject.size(), onMessage, context,
                                   freeSubscriptionContext, &handle));

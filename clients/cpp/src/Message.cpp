@@ -26,8 +26,12 @@ void Message::MessageDeleter::operator()(mm_message* message) const noexcept { m
 void Message::ReceivedDeleter::operator()(mm_received* received) const noexcept { mm_received_free(received); }
 
 MessagePtr detail::MessageAccess::fromReceived(mm_received* received) {
-    std::unique_ptr<mm_received, Message::ReceivedDeleter> owned(received);
-    return std::allocate_shared<Message>(BlockPool<Message>(), Message(std::move(owned)));
+    try {
+        return std::allocate_shared<Message>(BlockPool<Message>(), ReceivedKey(), received);
+    } catch (...) {
+        mm_received_free(received);
+        throw;
+    }
 }
 
 MessagePtr detail::MessageAccess::fromOwned(mm_message* handle) {
@@ -42,7 +46,7 @@ MessagePtr Message::create() { return std::make_shared<Message>(); }
 Message::Message() : owned_(mm_message_new()) {}
 Message::~Message() = default;
 
-Message::Message(std::unique_ptr<mm_received, ReceivedDeleter> received) : received_(std::move(received)) {}
+Message::Message(detail::ReceivedKey, mm_received* received) noexcept : received_(received) {}
 
 Message::Message(const Message& other) {
     mm_message* copy = nullptr;

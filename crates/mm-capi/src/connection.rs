@@ -13,7 +13,7 @@ use crate::message::MmMessage;
 use crate::params::MmConnectionParams;
 use crate::received::MmReceived;
 use crate::status::{Failure, MmStatus, ffi, ffi_void};
-use crate::subscription::{CallbackGate, MmMessageCallback, MmSubscription, bridge};
+use crate::subscription::{MmMessageCallback, MmSubscription, bridge};
 use crate::user_data::{MmFreeCallback, UserData};
 
 /// A connection (opaque; `mm_connection` in C).
@@ -216,10 +216,10 @@ pub unsafe extern "C" fn mm_connection_send_reply(
                 message_arg(message)?,
             )
         };
-        let reply_subject = std::str::from_utf8(request.frame().reply_subject())
+        let reply_subject = std::str::from_utf8(request.reply_subject())
             .map_err(|_| Failure::invalid("the request's reply subject is not UTF-8"))?;
         if reply_subject.is_empty() {
-            let subject = String::from_utf8_lossy(request.frame().subject());
+            let subject = String::from_utf8_lossy(request.subject());
             return Err(Failure::new(
                 MmStatus::NoReplySubject,
                 format!("the message on `{subject}` has no reply subject to answer"),
@@ -265,9 +265,8 @@ pub unsafe extern "C" fn mm_connection_subscribe(
                 args::text(pattern, pattern_len, "the pattern")?,
             )
         };
-        let gate = CallbackGate::new();
-        let subscription = connection.subscribe(pattern, bridge(callback, user, gate.clone()))?;
-        let handle = handle::into_raw(MmSubscription::new(subscription, gate));
+        let subscription = connection.subscribe_owned(pattern, bridge(callback, user))?;
+        let handle = handle::into_raw(MmSubscription::new(subscription));
         // SAFETY: checked for NULL above; the caller guarantees it is writable.
         unsafe { out.write(handle) };
         Ok(())
@@ -308,7 +307,7 @@ pub unsafe extern "C" fn mm_connection_request(
         let received =
             connection.send_request(subject, message, Duration::from_millis(timeout_ms))?;
         // SAFETY: checked for NULL above; the caller guarantees it is writable.
-        unsafe { reply.write(handle::into_raw(MmReceived::new(&received))) };
+        unsafe { reply.write(handle::into_raw(MmReceived::new(received))) };
         Ok(())
     })
 }

@@ -7,7 +7,6 @@ use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use messaging_mesh::Received;
-use messaging_mesh::mm_wire::Frame;
 
 use crate::args;
 use crate::handle::{self, Handle};
@@ -18,9 +17,10 @@ use crate::status::{MmStatus, ffi, ffi_void};
 #[repr(C)]
 pub struct MmReceived {
     tag: u64,
-    /// The frame as received (the connection checked that its subjects are UTF-8 and its body
-    /// decodes). Kept instead of the `Received`, whose own decoded-message slot is not used here.
-    frame: Frame,
+    /// The message as delivered (the connection checked that its subjects are UTF-8 and its body
+    /// decodes). Its frame's bytes are shared and never move, so pointers into them stay valid
+    /// as long as the handle lives.
+    received: Received,
     /// The body, decoded when first asked for.
     message: OnceLock<MmMessage>,
 }
@@ -36,29 +36,34 @@ unsafe impl Handle for MmReceived {
 
 impl MmReceived {
     /// Wraps a delivered message.
-    pub fn new(received: &Received) -> MmReceived {
+    pub fn new(received: Received) -> MmReceived {
         MmReceived {
             tag: Self::TAG,
-            frame: received.frame().clone(),
+            received,
             message: OnceLock::new(),
         }
     }
 
-    /// The frame as received.
-    pub fn frame(&self) -> &Frame {
-        &self.frame
-    }
-
     /// The subject (UTF-8: checked by the connection before delivery).
-    fn subject(&self) -> &[u8] {
-        self.frame.subject()
+    pub fn subject(&self) -> &[u8] {
+        self.received.subject_bytes()
     }
 
-    /// The body, decoded on first call. Bodies are validated before delivery, so decoding does
-    /// not fail; should it ever, the message reads as empty (as in the Rust library).
+    /// The reply subject (empty for none; UTF-8, checked by the connection).
+    pub fn reply_subject(&self) -> &[u8] {
+        self.received.reply_subject_bytes()
+    }
+
+    /// The id of the subscription it was delivered to.
+    pub fn subscription_id(&self) -> u32 {
+        self.received.subscription_id()
+    }
+
+    /// The body, decoded on first call (the `Received`'s own decoded slot is not used, so the
+    /// message is decoded straight into the handle C borrows).
     fn message(&self) -> &MmMessage {
         self.message
-            .get_or_init(|| MmMessage::new(self.frame.message().unwrap_or_default()))
+            .get_or_init(|| MmMessage::new(self.received.clone().into_message()))
     }
 }
 
@@ -74,16 +79,16 @@ thread_local! {
     static POOL: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Moves `received` to the heap (reusing a freed handle of this thread when there is one) and
-/// returns the pointer C will own; freed with [`mm_received_free`].
-pub fn into_raw(received: MmReceived) -> *mut MmReceived {
+/// Makes a handle for `received` on the heap (reusing a freed handle of this thread when there
+/// is one) and returns the pointer C will own; freed with [`mm_received_free`].
+pub fn into_raw(received: Received) -> *mut MmReceived {
     let reused = POOL.try_with(|pool| pool.borrow_mut().pop()).ok().flatten();
     match reused {
         Some(Slot(mut slot)) => {
-            slot.write(received);
+            slot.write(MmReceived::new(received));
             Box::into_raw(slot).cast::<MmReceived>()
         }
-        None => handle::into_raw(received),
+        None => handle::into_raw(MmReceived::new(received)),
     }
 }
 
@@ -154,7 +159,7 @@ pub unsafe extern "C" fn mm_received_reply_subject(
         // SAFETY: forwarded contract.
         let received = unsafe { handle::borrow(received)? };
         // SAFETY: forwarded contract.
-        unsafe { args::write_slice(out, out_len, received.frame.reply_subject()) }
+        unsafe { args::write_slice(out, out_len, received.reply_subject()) }
     })
 }
 
@@ -172,7 +177,7 @@ pub unsafe extern "C" fn mm_received_subscription_id(
         // SAFETY: forwarded contract.
         let received = unsafe { handle::borrow(received)? };
         // SAFETY: forwarded contract.
-        unsafe { args::write(out, received.frame.subscription_id(), "out") }
+        unsafe { args::write(out, received.subscription_id(), "out") }
     })
 }
 
@@ -211,6 +216,6 @@ pub unsafe extern "C" fn mm_received_size(
         // SAFETY: forwarded contract.
         let received = unsafe { handle::borrow(received)? };
         // SAFETY: forwarded contract.
-        unsafe { args::write(out, received.frame.len(), "out") }
+        unsafe { args::write(out, received.received.size(), "out") }
     })
 }

@@ -6,9 +6,6 @@
 //! finishes normally). `user_data` is released after the last call.
 
 use std::ffi::{c_char, c_void};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use messaging_mesh::{Received, Subscription};
 
@@ -52,7 +49,6 @@ pub struct MmDelivery {
 pub struct MmSubscription {
     tag: u64,
     subscription: Option<Subscription>,
-    gate: Arc<CallbackGate>,
 }
 
 // SAFETY: `#[repr(C)]` with the u64 tag first.
@@ -65,12 +61,11 @@ unsafe impl Handle for MmSubscription {
 }
 
 impl MmSubscription {
-    /// Wraps a subscription whose callback was made by [`bridge`] with `gate`.
-    pub fn new(subscription: Subscription, gate: Arc<CallbackGate>) -> MmSubscription {
+    /// Wraps a subscription whose callback was made by [`bridge`].
+    pub fn new(subscription: Subscription) -> MmSubscription {
         MmSubscription {
             tag: Self::TAG,
             subscription: Some(subscription),
-            gate,
         }
     }
 
@@ -83,102 +78,35 @@ impl MmSubscription {
 
 impl Drop for MmSubscription {
     fn drop(&mut self) {
-        self.gate.close();
-        // Unsubscribes.
+        // Unsubscribes; waits for a callback running on another thread (the library's
+        // guarantee, which gives this module's).
         self.subscription.take();
     }
 }
 
-/// Lets a subscription be ended while its callback may be running on another thread, without a
-/// lock per message: the callback announces itself in `runner` before it checks `open`, and
-/// `close` clears `open` before it looks at `runner` (those four accesses sequentially
-/// consistent), so either the callback sees the gate closed or `close` sees it running and waits
-/// for it. Calls of one
-/// subscription never overlap (the library runs them one at a time), so one slot suffices.
-#[derive(Default)]
-pub struct CallbackGate {
-    /// Cleared when the subscription ends.
-    open: AtomicBool,
-    /// The thread token of the thread running the callback (0: none).
-    runner: AtomicU64,
-}
-
-impl CallbackGate {
-    /// An open gate.
-    pub fn new() -> Arc<CallbackGate> {
-        Arc::new(CallbackGate {
-            open: AtomicBool::new(true),
-            runner: AtomicU64::new(0),
-        })
-    }
-
-    /// Closes the gate: waits for a callback running on another thread to return. From inside
-    /// the callback itself it does not wait (that would never end).
-    fn close(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        let me = thread_token();
-        let mut pause = Duration::from_micros(10);
-        loop {
-            let runner = self.runner.load(Ordering::SeqCst);
-            if runner == 0 || runner == me {
-                return;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(5));
-        }
-    }
-
-    /// Enters the callback; false when the gate is closed.
-    fn enter(&self) -> bool {
-        self.runner.store(thread_token(), Ordering::SeqCst);
-        if self.open.load(Ordering::SeqCst) {
-            return true;
-        }
-        self.runner.store(0, Ordering::SeqCst);
-        false
-    }
-
-    /// Leaves the callback. Release: `close` seeing 0 also sees everything the callback did.
-    fn leave(&self) {
-        self.runner.store(0, Ordering::Release);
-    }
-}
-
-/// A number unique to the calling thread (never 0).
-fn thread_token() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    TOKEN.with(|token| *token)
-}
-
-/// The Rust callback that forwards each delivery to the C `callback` while `gate` is open.
+/// The Rust callback that forwards each delivery to the C `callback`.
 pub fn bridge(
     callback: unsafe extern "C" fn(*mut c_void, *mut MmReceived, *const MmDelivery),
     user: UserData,
-    gate: Arc<CallbackGate>,
-) -> impl FnMut(&Received) + Send + 'static {
-    move |received: &Received| {
-        if !gate.enter() {
-            return;
-        }
-        let handle = crate::received::into_raw(MmReceived::new(received));
-        // The frame's subjects were checked to be UTF-8 by the connection; the pointers are into
-        // the frame `handle` now owns (its bytes are shared, so they do not move).
-        let frame = received.frame();
+) -> impl FnMut(Received) + Send + 'static {
+    move |received: Received| {
+        let handle = crate::received::into_raw(received);
+        // SAFETY: `handle` was just made and is not yet shared.
+        let owned = unsafe { &*handle };
+        // The subjects were checked to be UTF-8 by the connection; the pointers are into the
+        // frame `handle` owns (its bytes are shared, so they do not move).
+        let (subject, reply_subject) = (owned.subject(), owned.reply_subject());
         let delivery = MmDelivery {
-            subject: frame.subject().as_ptr().cast::<c_char>(),
-            subject_len: frame.subject().len(),
-            reply_subject: frame.reply_subject().as_ptr().cast::<c_char>(),
-            reply_subject_len: frame.reply_subject().len(),
-            subscription_id: frame.subscription_id(),
+            subject: subject.as_ptr().cast::<c_char>(),
+            subject_len: subject.len(),
+            reply_subject: reply_subject.as_ptr().cast::<c_char>(),
+            reply_subject_len: reply_subject.len(),
+            subscription_id: owned.subscription_id(),
         };
         // SAFETY: the caller of `mm_connection_subscribe` provided a function that accepts this
         // user pointer on library threads; ownership of `handle` passes to it; `delivery` lives
         // until the call returns.
         unsafe { callback(user.ptr(), handle, &delivery) };
-        gate.leave();
     }
 }
 

@@ -424,6 +424,7 @@ impl Subscribed {
         if !entry.deactivate() {
             return;
         }
+        entry.wait_for_callback();
         let id = entry.id;
         let header = Header::new(Action::Unsubscribe).with_subscription_id(id);
         let removed = shared.outbound.push_interest(

@@ -106,6 +106,21 @@ impl Connection {
     where
         F: FnMut(&Received) + Send + 'static,
     {
+        let mut callback = callback;
+        self.subscribe_owned(pattern, move |received| callback(&received))
+    }
+
+    /// As [`subscribe`](Connection::subscribe), but the callback takes each message by value: for
+    /// a callback that keeps or hands on the message (to a queue, another thread, a binding in
+    /// another language), which then costs no copy.
+    pub fn subscribe_owned<F>(
+        &self,
+        pattern: &str,
+        callback: F,
+    ) -> Result<Subscription, SubscribeError>
+    where
+        F: FnMut(Received) + Send + 'static,
+    {
         let subscribed = self
             .client()
             .subscribe_callback(pattern, Box::new(callback))?;
@@ -222,7 +237,10 @@ impl fmt::Debug for Connection {
 }
 
 /// A live subscription. Dropping it (or calling [`unsubscribe`](Subscription::unsubscribe)) ends
-/// it: no callback runs for it afterwards, and the gateway is told.
+/// it: no callback runs for it afterwards, and the gateway is told. When a callback of this
+/// subscription is running on another thread, ending it waits for that callback to return, so
+/// whatever the callback uses may be freed right after; ended from inside its own callback, it
+/// does not wait (that call finishes normally).
 #[must_use = "dropping a Subscription unsubscribes at once"]
 pub struct Subscription {
     subscribed: Subscribed,

@@ -12,6 +12,7 @@
 //! subscription counts what is waiting for it; past its [`PendingLimits`] further messages are
 //! dropped, counted, and reported once per overflow through the notification hook.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -26,8 +27,30 @@ use crate::params::PendingLimits;
 use crate::received::{FrameParts, Received};
 
 /// A subscription callback. `FnMut` so that callbacks can keep state; one subscription's
-/// callback never runs twice at once (it sits behind a mutex).
-pub(crate) type Callback = Box<dyn FnMut(&Received) + Send>;
+/// callback never runs twice at once (it sits behind a mutex). It takes each message by value,
+/// so a callback that keeps it (a foreign-language binding handing it on) needs no copy.
+pub(crate) type Callback = Box<dyn FnMut(Received) + Send>;
+
+thread_local! {
+    /// The subscription (its entry's address) whose callbacks this thread is running; 0: none.
+    static RUNNING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks this thread as running a subscription's callbacks until dropped (restoring what it
+/// was: a callback may itself dispatch, in queue mode).
+struct Running(usize);
+
+impl Running {
+    fn enter(entry: usize) -> Running {
+        Running(RUNNING.with(|running| running.replace(entry)))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|running| running.set(self.0));
+    }
+}
 
 /// Where a subscription's messages go.
 pub(crate) enum Sink {
@@ -104,6 +127,24 @@ impl SubscriptionEntry {
             sender.lock().unwrap_or_else(PoisonError::into_inner).take();
         }
         was_active
+    }
+
+    /// Application side, after [`deactivate`](Self::deactivate): waits until a callback of this
+    /// subscription running on another thread has returned, so that none runs once the caller
+    /// goes on (later runs see the subscription inactive before their first message). From
+    /// inside the subscription's own callback it does not wait (that would never end).
+    pub(crate) fn wait_for_callback(&self) {
+        if let Sink::Callback(callback) = &self.sink
+            && RUNNING.with(Cell::get) != self.address()
+        {
+            // A run holds the lock from its first message to its last.
+            drop(callback.lock());
+        }
+    }
+
+    /// Identifies this entry among live ones (for [`RUNNING`]).
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Engine side: whether a message of `size` bytes may be queued, given what is pending and
@@ -599,13 +640,14 @@ impl SubscriptionEntry {
         let mut delivered = 0;
         if let Sink::Callback(callback) = &self.sink {
             let mut callback = callback.lock().unwrap_or_else(PoisonError::into_inner);
+            let _running = Running::enter(self.address());
             for received in messages {
                 if !self.is_active() {
                     break;
                 }
                 delivered += 1;
                 if let Err(panic) =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| (callback)(&received)))
+                    std::panic::catch_unwind(AssertUnwindSafe(|| (callback)(received)))
                 {
                     let text = panic
                         .downcast_ref::<&str>()

@@ -155,6 +155,17 @@ impl Received {
         std::str::from_utf8(self.parts.subject(&self.bytes)).unwrap_or_default()
     }
 
+    /// The subject's bytes (UTF-8, as checked before delivery): for bindings that hand the
+    /// subject on as bytes.
+    pub fn subject_bytes(&self) -> &[u8] {
+        self.parts.subject(&self.bytes)
+    }
+
+    /// The reply subject's bytes (empty for none; UTF-8, as checked before delivery).
+    pub fn reply_subject_bytes(&self) -> &[u8] {
+        self.parts.reply_subject(&self.bytes)
+    }
+
     /// The reply subject the publisher gave, if any (requests carry one).
     pub fn reply_subject(&self) -> Option<&str> {
         let reply = self.parts.reply_subject(&self.bytes);
@@ -246,6 +257,8 @@ mod tests {
         assert_eq!(received.subject(), "PRICES.IBM");
         assert_eq!(received.reply_subject(), Some("_INBOX.x.1"));
         assert_eq!(received.subscription_id(), 9);
+        assert_eq!(received.subject_bytes(), b"PRICES.IBM");
+        assert_eq!(received.reply_subject_bytes(), b"_INBOX.x.1");
         assert_eq!(received.message().get_i32("n"), Ok(3));
         assert_eq!(received.size(), bytes.len());
         assert_eq!(received.frame().as_bytes(), &bytes[..]);

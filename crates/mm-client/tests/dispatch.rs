@@ -273,3 +273,74 @@ fn callbacks_of_one_subscription_keep_arrival_order() {
         .collect();
     assert_eq!(numbers, (0..5000).collect::<Vec<_>>());
 }
+
+/// Dropping a subscription while its callback runs on the dispatch thread returns only after
+/// that callback has returned, and no callback runs afterwards; dropping it from inside its own
+/// callback does not wait (it would wait for itself). Both orders of a second message are
+/// covered: queued before the drop (discarded) and sent after it (never delivered).
+#[test]
+fn ending_a_subscription_waits_for_its_running_callback_but_not_from_inside_it() {
+    use std::sync::atomic::AtomicBool;
+
+    let gateway = GatewayProcess::start(&[]);
+    let connection = connect(&gateway);
+    let in_callback = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (inside, running, count) = (in_callback.clone(), release.clone(), calls.clone());
+    let subscription = connection
+        .subscribe_owned("WAIT.>", move |received| {
+            count.fetch_add(1, Ordering::SeqCst);
+            inside.store(true, Ordering::SeqCst);
+            while !running.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Owned: it may be kept beyond the call.
+            let kept = received;
+            assert_eq!(kept.subject(), "WAIT.one");
+            inside.store(false, Ordering::SeqCst);
+        })
+        .unwrap();
+    connection.flush(PATIENCE).unwrap();
+    connection.send("WAIT.one", &Message::new()).unwrap();
+    connection.send("WAIT.one", &Message::new()).unwrap();
+    assert!(mm_testkit::wait_until(PATIENCE, || in_callback.load(Ordering::SeqCst)));
+    let releaser = {
+        let release = release.clone();
+        std::thread::spawn(move || {
+            // Pacing, not synchronisation: the drop below must wait however long this takes.
+            std::thread::sleep(Duration::from_millis(100));
+            release.store(true, Ordering::SeqCst);
+        })
+    };
+    drop(subscription);
+    assert!(
+        !in_callback.load(Ordering::SeqCst),
+        "the drop returned while the callback was running"
+    );
+    releaser.join().unwrap();
+    connection.send("WAIT.one", &Message::new()).unwrap();
+    connection.flush(PATIENCE).unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a callback ran after the drop"
+    );
+
+    // From inside: the callback ends its own subscription and returns normally.
+    let slot: Arc<Mutex<Option<messaging_mesh::Subscription>>> = Arc::new(Mutex::new(None));
+    let (sender, receiver) = channel();
+    let own = slot.clone();
+    let subscription = connection
+        .subscribe("SELF.>", move |_| {
+            let ended = own.lock().unwrap().take();
+            drop(ended);
+            let _ = sender.send(());
+        })
+        .unwrap();
+    *slot.lock().unwrap() = Some(subscription);
+    connection.flush(PATIENCE).unwrap();
+    connection.send("SELF.x", &Message::new()).unwrap();
+    assert_eq!(receiver.recv_timeout(PATIENCE), Ok(()));
+    assert!(slot.lock().unwrap().is_none());
+}

@@ -21,7 +21,12 @@ namespace MessagingMesh {
 
 namespace detail {
 struct MessageAccess;
-}
+/// Lets only the library make a Message over a delivered message (in place, in pooled memory).
+class ReceivedKey {
+    friend struct MessageAccess;
+    ReceivedKey() {}
+};
+}  // namespace detail
 
 /// An ordered list of named, typed fields.
 ///
@@ -137,6 +142,9 @@ public:
     bool operator==(const Message& other) const;
     bool operator!=(const Message& other) const { return !(*this == other); }
 
+    /// Internal: a message over a delivered message (the library makes these; see ReceivedKey).
+    Message(detail::ReceivedKey, mm_received* received) noexcept;
+
 private:
     friend struct detail::MessageAccess;
     const mm_message* read() const;
@@ -144,7 +152,6 @@ private:
 
     struct MessageDeleter { void operator()(mm_message* message) const noexcept; };
     struct ReceivedDeleter { void operator()(mm_received* received) const noexcept; };
-    explicit Message(std::unique_ptr<mm_received, ReceivedDeleter> received);
     /// The message when built or changed here.
     std::unique_ptr<mm_message, MessageDeleter> owned_;
     /// The delivered message it was received as, until it is changed (decoded on first read).
