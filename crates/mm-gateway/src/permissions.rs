@@ -218,9 +218,6 @@ pub(crate) struct Access {
     inbox_prefix: Option<Vec<u8>>,
     /// Publish decisions by the rules, per subject.
     publish_cache: hashbrown::HashMap<Box<[u8]>, bool, foldhash::fast::RandomState>,
-    /// The last subject the rules allowed it to publish to: a publisher almost always repeats
-    /// its subject, which then costs one comparison.
-    last_allowed: Vec<u8>,
     /// Reply subjects it may answer.
     responses: HashMap<Box<[u8]>, ResponseGrant>,
     /// Their order of arrival, for expiry and the bound.
@@ -234,7 +231,6 @@ impl Access {
             grant,
             inbox_prefix: assign_inbox.then(new_inbox_prefix),
             publish_cache: Default::default(),
-            last_allowed: Vec::new(),
             responses: HashMap::new(),
             response_order: VecDeque::new(),
         }
@@ -267,31 +263,6 @@ impl Access {
         }
         self.publish_cache.insert(subject.into(), allowed);
         allowed
-    }
-
-    /// Whether `subject` is the last subject the rules allowed (so allowed again).
-    #[inline]
-    pub(crate) fn repeats_allowed(&self, subject: &[u8]) -> bool {
-        !self.last_allowed.is_empty() && self.last_allowed == subject
-    }
-
-    /// [`Access::check_publish`], with the last subject the rules allowed remembered: a repeat
-    /// costs one comparison.
-    #[inline]
-    pub(crate) fn publish_verdict(
-        &mut self,
-        subject: &[u8],
-        now: impl FnOnce() -> Instant,
-    ) -> PublishVerdict {
-        if self.repeats_allowed(subject) {
-            return PublishVerdict::Allowed;
-        }
-        let verdict = self.check_publish(subject, now);
-        self.last_allowed.clear();
-        if verdict == PublishVerdict::Allowed {
-            self.last_allowed.extend_from_slice(subject);
-        }
-        verdict
     }
 
     /// Whether the connection may publish to `subject` now. A response uses up one of the

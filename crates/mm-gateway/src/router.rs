@@ -81,12 +81,26 @@ pub(crate) struct RouteOutcome {
 struct PublishMemo {
     /// The subject: valid, because a memo is only written after the subject was checked.
     subject: Vec<u8>,
+    /// Whether the check passed it for good ([`SubjectCheck::Repeatable`]): a repeat then needs
+    /// no check. False after [`SubjectCheck::Once`]: the same subject is checked again.
+    repeatable: bool,
     /// The index generation `matches` was computed at.
     generation: u64,
     /// The subscriptions the subject matched.
     matches: Vec<Subscriber>,
     /// Messages and bytes published on `subject` since they were last folded into the tally.
     unfolded: SubjectCount,
+}
+
+/// What the check of a publish's subject (validity, and permission when security is on) decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubjectCheck {
+    /// Routed, and so is a repeat by the same publisher without another check.
+    Repeatable,
+    /// Routed this time only (an answer a request allows): a repeat is checked again.
+    Once,
+    /// Refused: nothing is routed.
+    Refused,
 }
 
 /// The routing part of a service. Owned by the service loop.
@@ -165,13 +179,16 @@ impl Router {
         subject: &[u8],
         connections: &mut Connections,
     ) -> RouteOutcome {
-        self.route_checked(origin, frame, subject, &[], connections, |_| true)
-            .unwrap_or_default()
+        self.route_checked(origin, frame, subject, &[], connections, |_, _| {
+            SubjectCheck::Repeatable
+        })
+        .unwrap_or_default()
     }
 
-    /// [`Router::route`] for a subject not checked yet: a publisher's last subject was valid, so
-    /// `check` is called only when `subject` is another one; if it says no, nothing is routed
-    /// (`None`) and the memo is left as it was. One memo lookup for the common case. A client
+    /// [`Router::route`] for a subject not checked yet: a publisher's last subject passed, so
+    /// `check` (given the connections, for the publisher's permissions) is called only when `subject` is another one (or the last one passed only once);
+    /// if it refuses, nothing is routed (`None`) and the memo is left as it was. The common case
+    /// costs one memo lookup and one comparison, security on or off. A client
     /// with permissions that receives a frame with a `reply_subject` may answer it (private
     /// replies, `crate::permissions`).
     pub(crate) fn route_checked(
@@ -181,24 +198,34 @@ impl Router {
         subject: &[u8],
         reply_subject: &[u8],
         connections: &mut Connections,
-        check: impl FnOnce(&[u8]) -> bool,
+        check: impl FnOnce(&[u8], &mut Connections) -> SubjectCheck,
     ) -> Option<RouteOutcome> {
         let mut now = None;
         let generation = self.trie.generation();
+        // Whether the memo is of this very subject (compared once, used twice).
+        let mut same = false;
         let memo = match origin.publisher() {
             Some(publisher) => {
                 let memo = self.memos.get_mut(publisher);
-                let known = memo.as_ref().is_some_and(|memo| memo.subject == subject);
-                if !known && !check(subject) {
-                    return None;
-                }
-                match memo {
+                same = memo.as_ref().is_some_and(|memo| memo.subject == subject);
+                let known = same && memo.as_ref().is_some_and(|memo| memo.repeatable);
+                let repeatable = known
+                    || match check(subject, connections) {
+                        SubjectCheck::Refused => return None,
+                        SubjectCheck::Repeatable => true,
+                        SubjectCheck::Once => false,
+                    };
+                let mut memo = match memo {
                     Some(memo) => Some(memo),
                     None => self.memos.entry(publisher).map(|entry| entry.or_default()),
+                };
+                if let Some(memo) = memo.as_deref_mut() {
+                    memo.repeatable = repeatable;
                 }
+                memo
             }
             None => {
-                if !check(subject) {
+                if check(subject, connections) == SubjectCheck::Refused {
                     return None;
                 }
                 None
@@ -209,8 +236,8 @@ impl Router {
         let from_peer = matches!(origin, Origin::Peer(_));
         let matches: &[Subscriber] = match memo {
             Some(memo) => {
-                if memo.subject != subject || memo.generation != generation {
-                    if memo.subject != subject && memo.unfolded.messages > 0 {
+                if !same || memo.generation != generation {
+                    if !same && memo.unfolded.messages > 0 {
                         self.subjects
                             .add(&memo.subject, std::mem::take(&mut memo.unfolded));
                     }

@@ -67,7 +67,7 @@ use crate::mesh::{DialVerdict, DialerId, DiscoveryReport, Mesh, MeshEffect, Mesh
 use crate::monitoring::Monitor;
 use crate::monitoring::snapshot::{ServiceSnapshot, SnapshotRequest};
 use crate::permissions::{Access, Grant, PublishVerdict};
-use crate::router::{Origin, Router, Subscriber};
+use crate::router::{Origin, Router, SubjectCheck, Subscriber};
 use crate::socket::{ConnectionHandle, Linger, ReadOutcome, SocketEvents, drive, linger};
 use crate::stats::{StatsSources, stats_message};
 use crate::subscriptions::Retired;
@@ -896,11 +896,7 @@ impl Service {
         connection.counters.frames_in += 1;
         connection.counters.bytes_in += frame.len() as u64;
         let is_link = connection.role.is_link();
-        // Security on: a publish to the subject the rules allowed last, without a reply subject,
-        // needs no other check (one comparison); anything else goes through `publish_permitted`.
-        let check_publish = connection.access.as_deref().is_some_and(|access| {
-            !header.reply_subject.is_empty() || !access.repeats_allowed(header.subject)
-        });
+        let secured = connection.access.is_some();
         match header.action() {
             Some(Action::SendMessage) => {
                 let origin = if is_link {
@@ -908,11 +904,17 @@ impl Service {
                 } else {
                     Origin::Client(key)
                 };
-                if check_publish && !self.publish_permitted(key, &header) {
-                    // Refused (and answered); the next frame goes on.
-                } else {
-                    self.on_publish(origin, frame, &header);
+                // Security on: a publish without a reply subject has its subject checked by the
+                // router's check (a repeat of an allowed subject costs nothing more); one with a
+                // reply subject is checked whole first.
+                if !secured {
+                    self.on_publish(origin, frame, &header, Permission::Unchecked);
+                } else if header.reply_subject.is_empty() {
+                    self.on_publish(origin, frame, &header, Permission::Check);
+                } else if let Some(verdict) = self.publish_permitted(key, &header) {
+                    self.on_publish(origin, frame, &header, Permission::Decided(verdict));
                 }
+                // (Refused: answered; the next frame goes on.)
             }
             Some(Action::Subscribe) => self.on_subscribe(key, &header),
             Some(Action::Unsubscribe) => self.on_unsubscribe(key, &header),
@@ -963,22 +965,26 @@ impl Service {
     // Publish: validate, then route
     // ---------------------------------------------------------------------------------------
 
-    /// Whether a client with permissions may publish this frame: its subject (the last one the
-    /// rules allowed costs one comparison; others are checked once each and cached), and its
-    /// reply subject (the client's own inbox, or a subject it may publish to). A refused frame
-    /// is answered PERMISSION_DENIED (MM/2) or logged (MM/1). Invalid subjects pass, for the
-    /// router's check to report them.
-    fn publish_permitted(&mut self, key: ConnectionKey, header: &HeaderView<'_>) -> bool {
+    /// Whether a client with permissions may publish this frame with its reply subject: the
+    /// subject (checked once each and cached), and the reply subject (the client's own inbox, or
+    /// a subject it may publish to). A refused frame is answered PERMISSION_DENIED (MM/2) or
+    /// logged (MM/1): `None`. Invalid subjects pass, for the router's check to report them.
+    fn publish_permitted(
+        &mut self,
+        key: ConnectionKey,
+        header: &HeaderView<'_>,
+    ) -> Option<PublishVerdict> {
         let Some(access) = self
             .connections
             .get_mut(key)
             .and_then(|connection| connection.access.as_deref_mut())
         else {
-            return true;
+            return Some(PublishVerdict::Allowed);
         };
-        if access.publish_verdict(header.subject, Instant::now) == PublishVerdict::Denied {
+        let verdict = access.check_publish(header.subject, Instant::now);
+        if verdict == PublishVerdict::Denied {
             if validate_subject_bytes(header.subject).is_err() {
-                return true;
+                return Some(PublishVerdict::Allowed);
             }
             self.deny(
                 key,
@@ -986,11 +992,11 @@ impl Service {
                 header.subject,
                 "not allowed to publish to this subject",
             );
-            return false;
+            return None;
         }
         if !header.reply_subject.is_empty() && !access.check_reply_subject(header.reply_subject) {
             if validate_reply_subject_bytes(header.reply_subject).is_err() {
-                return true;
+                return Some(verdict);
             }
             self.deny(
                 key,
@@ -999,16 +1005,22 @@ impl Service {
                 "reply subject not allowed: use your own inbox (the ACK's inbox_prefix) or a \
                  subject you may publish to",
             );
-            return false;
+            return None;
         }
-        true
+        Some(verdict)
     }
 
-    fn on_publish(&mut self, origin: Origin, frame: &[u8], header: &HeaderView<'_>) {
+    fn on_publish(
+        &mut self,
+        origin: Origin,
+        frame: &[u8],
+        header: &HeaderView<'_>,
+        permission: Permission,
+    ) {
         let publisher = origin.publisher();
-        // Validate before acting (SPEC §6.1): the reply subject, then the subject — unless it is
-        // the publisher's last one, which was valid (the router's memo; the common case costs
-        // one lookup and one comparison).
+        // Validate before acting (SPEC §6.1): the reply subject, then the subject (and, security
+        // on, whether the client may publish to it) — unless it is the publisher's last one,
+        // which passed (the router's memo; the common case costs one lookup and one comparison).
         if !header.reply_subject.is_empty()
             && let Err(error) = validate_reply_subject_bytes(header.reply_subject)
         {
@@ -1030,16 +1042,34 @@ impl Service {
             header.subject,
             header.reply_subject,
             &mut self.connections,
-            |subject| match validate_subject_bytes(subject) {
-                Err(error) => {
+            |subject, connections| {
+                if let Err(error) = validate_subject_bytes(subject) {
                     refused = Some(Refused::Invalid(error));
-                    false
+                    return SubjectCheck::Refused;
                 }
-                Ok(()) if matches!(origin, Origin::Client(_)) && is_gateway_subject(subject) => {
+                let verdict = match permission {
+                    Permission::Check => publisher
+                        .and_then(|key| connections.get_mut(key))
+                        .and_then(|connection| connection.access.as_deref_mut())
+                        .map_or(PublishVerdict::Allowed, |access| {
+                            access.check_publish(subject, Instant::now)
+                        }),
+                    Permission::Decided(verdict) => verdict,
+                    Permission::Unchecked => PublishVerdict::Allowed,
+                };
+                if verdict == PublishVerdict::Denied {
+                    refused = Some(Refused::Denied);
+                    return SubjectCheck::Refused;
+                }
+                if matches!(origin, Origin::Client(_)) && is_gateway_subject(subject) {
                     refused = Some(Refused::GatewayRequest);
-                    false
+                    return SubjectCheck::Refused;
                 }
-                Ok(()) => true,
+                if verdict == PublishVerdict::Response {
+                    SubjectCheck::Once
+                } else {
+                    SubjectCheck::Repeatable
+                }
             },
         );
         let Some(outcome) = routed else {
@@ -1047,6 +1077,12 @@ impl Service {
                 (Some(Refused::GatewayRequest), Some(key)) => {
                     self.on_gateway_request(key, frame, header)
                 }
+                (Some(Refused::Denied), Some(key)) => self.deny(
+                    key,
+                    0,
+                    header.subject,
+                    "not allowed to publish to this subject",
+                ),
                 (Some(Refused::Invalid(error)), Some(key)) => self.misuse(
                     key,
                     ErrorCode::InvalidSubject,
@@ -1988,8 +2024,21 @@ impl Service {
 enum Refused {
     /// Not a valid subject (SPEC §6.1).
     Invalid(mm_wire::subject::SubjectError),
+    /// The client may not publish to it (security on).
+    Denied,
     /// A request to the gateway itself (`_MM.`, SPEC §9).
     GatewayRequest,
+}
+
+/// How a publish's permission is decided.
+#[derive(Debug, Clone, Copy)]
+enum Permission {
+    /// Security off (or a peer's link): any valid subject.
+    Unchecked,
+    /// Security on, no reply subject: the router's subject check asks the client's access.
+    Check,
+    /// Security on, decided before routing (a publish with a reply subject).
+    Decided(PublishVerdict),
 }
 
 /// How a read went, for the batch.

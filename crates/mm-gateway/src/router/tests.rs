@@ -180,6 +180,52 @@ fn the_memo_follows_changes_to_the_index() {
     });
 }
 
+/// The check runs for a publisher's first subject, for every other subject, and again for a
+/// subject that passed only once (an answer a request allows); a repeat of a subject that passed
+/// for good is not checked. A refused publish routes nothing and leaves the memo as it was.
+#[test]
+fn the_subject_check_runs_once_per_subject_unless_it_passed_only_once() {
+    run(async {
+        let mut connections = Connections::with_key();
+        let publisher = connection(&mut connections, client()).await;
+        let receiver = connection(&mut connections, client()).await;
+        let mut router = Router::new();
+        router.subscribe(b">", subscriber(receiver, 1));
+        let mut checks = Vec::new();
+        let mut send = |router: &mut Router,
+                        connections: &mut Connections,
+                        subject: &str,
+                        verdict: SubjectCheck| {
+            router.route_checked(
+                Origin::Client(publisher),
+                &publish(subject),
+                subject.as_bytes(),
+                &[],
+                connections,
+                |checked, _| {
+                    checks.push(String::from_utf8_lossy(checked).into_owned());
+                    verdict
+                },
+            )
+        };
+        use SubjectCheck::{Once, Refused, Repeatable};
+        assert!(send(&mut router, &mut connections, "A", Repeatable).is_some());
+        assert!(send(&mut router, &mut connections, "A", Refused).is_some()); // not asked
+        assert!(send(&mut router, &mut connections, "B", Refused).is_none());
+        assert!(router.knows_subject(publisher, b"A")); // the refusal left the memo
+        assert!(send(&mut router, &mut connections, "A", Refused).is_some()); // not asked
+        assert!(send(&mut router, &mut connections, "R", Once).is_some());
+        assert!(send(&mut router, &mut connections, "R", Refused).is_none()); // asked again
+        assert!(send(&mut router, &mut connections, "R", Once).is_some());
+        let delivered: Vec<String> = queued(&mut connections, receiver)
+            .into_iter()
+            .map(|(_, subject)| subject)
+            .collect();
+        assert_eq!(delivered, ["A", "A", "A", "R", "R"]);
+        assert_eq!(checks, ["A", "B", "R", "R", "R"]);
+    });
+}
+
 #[test]
 fn gateway_answers_route_like_a_client_publish() {
     run(async {
