@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reliability under abuse, at full scale: every scenario of crates/mm-gateway/tests/abuse/ at
+# Reliability under abuse, at full scale: every scenario of crates/mm-gateway-bin/tests/abuse/ at
 # the sizes of the hardening issue (MM_ABUSE_SCALE=full), against the release build, one at a
 # time, each under a time limit and a memory cap (the gateway is killed past 8 GiB resident).
 #
@@ -31,8 +31,8 @@ mkdir -p "$results" "$logs"
 report="$PWD/$results/reliability-$column.jsonl"
 
 echo "building the release binaries and the scenarios"
-cargo build --release --locked -p mm-gateway -p mm-testkit --bins
-tests="$(cargo test --release --locked -p mm-gateway --test abuse --no-run --message-format=json 2>/dev/null |
+cargo build --release --locked -p mm-gateway-bin -p mm-testkit --bins
+tests="$(cargo test --release --locked -p mm-gateway-bin --test abuse --no-run --message-format=json 2>/dev/null |
   grep -o '"executable":"[^"]*/deps/abuse-[^"]*"' | tail -n 1 | cut -d'"' -f4)"
 [ -x "$tests" ] || { echo "cannot find the abuse test binary" >&2; exit 1; }
 

@@ -22,6 +22,9 @@
 //! go into the service's [`SubjectTally`] (top subjects) when the subject changes, when the memo
 //! is dropped, and when the monitoring window closes — never per message.
 
+use std::collections::VecDeque;
+use std::time::Instant;
+
 use mm_wire::patch_subscription_id;
 use slotmap::SecondaryMap;
 
@@ -74,6 +77,39 @@ pub(crate) struct RouteOutcome {
     pub(crate) visited: usize,
     /// Copies not queued because their connection was past its bound.
     pub(crate) dropped: usize,
+    /// The batch's time ran out before every subscription had its copy: the rest waits in the
+    /// router for [`Router::resume`], and the publisher must not be read until it is done.
+    pub(crate) unfinished: bool,
+    /// Size of the frame routed.
+    pub(crate) frame_len: usize,
+}
+
+/// How many subscriptions routing looks at between looks at the clock (when it has a deadline):
+/// a few hundred microseconds of copying.
+const SUBSCRIBERS_BETWEEN_CLOCK_CHECKS: usize = 4096;
+
+/// A message whose fan-out outlasted its batch (one publish matching a few hundred thousand
+/// subscriptions copies for tens of milliseconds): the subscriptions still to receive it, in
+/// order, each connection's copies after the ones it already has.
+#[derive(Debug)]
+struct UnfinishedRoute {
+    /// Who published it: not read again until this is done (its next frames come after it).
+    publisher: Option<ConnectionKey>,
+    frame: Vec<u8>,
+    reply_subject: Vec<u8>,
+    sequence: u64,
+    /// The subscriptions still to receive it (each link at most once).
+    rest: Vec<Subscriber>,
+    /// How many of `rest` have been served.
+    next: usize,
+}
+
+/// One message's fan-out, as [`fan_out`] needs it.
+struct Fanout<'a> {
+    frame: &'a [u8],
+    reply_subject: &'a [u8],
+    sequence: u64,
+    from_peer: bool,
 }
 
 /// A publisher's last subject and what it matched.
@@ -121,6 +157,8 @@ pub(crate) struct Router {
     cut_offs: Vec<ConnectionKey>,
     /// Messages and bytes per subject published by local clients in the monitoring window.
     pub(crate) subjects: SubjectTally,
+    /// Fan-outs that outlasted their batch, oldest first.
+    unfinished: VecDeque<UnfinishedRoute>,
 }
 
 impl Router {
@@ -134,6 +172,7 @@ impl Router {
             flush: FlushSet::default(),
             cut_offs: Vec::new(),
             subjects: SubjectTally::new(false),
+            unfinished: VecDeque::new(),
         }
     }
 
@@ -179,7 +218,7 @@ impl Router {
         subject: &[u8],
         connections: &mut Connections,
     ) -> RouteOutcome {
-        self.route_checked(origin, frame, subject, &[], connections, |_, _| {
+        self.route_checked(origin, frame, subject, &[], connections, None, |_, _| {
             SubjectCheck::Repeatable
         })
         .unwrap_or_default()
@@ -190,7 +229,9 @@ impl Router {
     /// if it refuses, nothing is routed (`None`) and the memo is left as it was. The common case
     /// costs one memo lookup and one comparison, security on or off. A client
     /// with permissions that receives a frame with a `reply_subject` may answer it (private
-    /// replies, `crate::permissions`).
+    /// replies, `crate::permissions`). With a `deadline`, a fan-out still going when it passes
+    /// stops there and the rest waits for [`Router::resume`] (`unfinished` in the outcome).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn route_checked(
         &mut self,
         origin: Origin,
@@ -198,9 +239,9 @@ impl Router {
         subject: &[u8],
         reply_subject: &[u8],
         connections: &mut Connections,
+        deadline: Option<Instant>,
         check: impl FnOnce(&[u8], &mut Connections) -> SubjectCheck,
     ) -> Option<RouteOutcome> {
-        let mut now = None;
         let generation = self.trie.generation();
         // Whether the memo is of this very subject (compared once, used twice).
         let mut same = false;
@@ -261,50 +302,108 @@ impl Router {
         };
         let mut outcome = RouteOutcome {
             matched: !matches.is_empty(),
-            visited: matches.len(),
+            frame_len: frame.len(),
             ..RouteOutcome::default()
         };
-        for subscriber in matches {
-            let Some(connection) = connections.get_mut(subscriber.connection) else {
-                continue;
-            };
-            let subscription_id = if connection.role.is_link() {
-                if from_peer || connection.delivered_sequence == sequence {
-                    continue;
-                }
-                connection.delivered_sequence = sequence;
-                0
-            } else {
-                subscriber.subscription_id
-            };
-            // A frame always fits an empty queue (SPEC §6.3).
-            if connection.outbound.pending() + frame.len() > routing_limit(connection)
-                && !connection.outbound.is_empty()
-            {
-                if connection.cut_off.is_none()
-                    && let Err(reason) = make_room(connection, frame.len())
-                {
-                    connection.cut_off = Some(reason);
-                    self.cut_offs.push(subscriber.connection);
-                }
-                if connection.cut_off.is_some() {
-                    outcome.dropped += 1;
-                    continue;
-                }
-            }
-            patch_subscription_id(connection.outbound.push(frame), subscription_id);
-            if !reply_subject.is_empty()
-                && let Some(access) = connection.access.as_deref_mut()
-            {
-                let now = *now.get_or_insert_with(std::time::Instant::now);
-                access.record_request(reply_subject, now);
-            }
-            connection.counters.frames_out += 1;
-            connection.counters.bytes_out += frame.len() as u64;
-            self.flush.insert(subscriber.connection);
-            outcome.delivered = true;
+        let fanout = Fanout {
+            frame,
+            reply_subject,
+            sequence,
+            from_peer,
+        };
+        let done = fan_out(
+            &fanout,
+            matches,
+            connections,
+            &mut self.flush,
+            &mut self.cut_offs,
+            &mut outcome,
+            deadline,
+        );
+        outcome.visited = done;
+        if done < matches.len() {
+            // The rest, each link once and only if it has not had its copy yet (a link's
+            // "already has it" mark is overwritten by the messages routed in between).
+            let mut links: Vec<ConnectionKey> = Vec::new();
+            let rest = matches[done..]
+                .iter()
+                .filter(|subscriber| match connections.get(subscriber.connection) {
+                    Some(connection) if connection.role.is_link() => {
+                        let wanted = !from_peer
+                            && connection.delivered_sequence != sequence
+                            && !links.contains(&subscriber.connection);
+                        if wanted {
+                            links.push(subscriber.connection);
+                        }
+                        wanted
+                    }
+                    Some(_) => true,
+                    None => false,
+                })
+                .copied()
+                .collect();
+            self.unfinished.push_back(UnfinishedRoute {
+                publisher: origin.publisher(),
+                frame: frame.to_vec(),
+                reply_subject: reply_subject.to_vec(),
+                sequence,
+                rest,
+                next: 0,
+            });
+            outcome.unfinished = true;
         }
         Some(outcome)
+    }
+
+    /// Goes on with the oldest unfinished fan-out until it is done or `deadline` passes (at
+    /// least a few thousand subscriptions each call); `None` when there is none.
+    pub(crate) fn resume(
+        &mut self,
+        connections: &mut Connections,
+        deadline: Instant,
+    ) -> Option<RouteOutcome> {
+        let route = self.unfinished.front_mut()?;
+        let mut outcome = RouteOutcome {
+            matched: true,
+            frame_len: route.frame.len(),
+            ..RouteOutcome::default()
+        };
+        let fanout = Fanout {
+            frame: &route.frame,
+            reply_subject: &route.reply_subject,
+            sequence: route.sequence,
+            from_peer: false,
+        };
+        let done = fan_out(
+            &fanout,
+            &route.rest[route.next..],
+            connections,
+            &mut self.flush,
+            &mut self.cut_offs,
+            &mut outcome,
+            Some(deadline),
+        );
+        route.next += done;
+        outcome.visited = done;
+        if route.next == route.rest.len() {
+            self.unfinished.pop_front();
+        } else {
+            outcome.unfinished = true;
+        }
+        Some(outcome)
+    }
+
+    /// Whether a fan-out waits to be resumed.
+    #[inline]
+    pub(crate) fn has_unfinished(&self) -> bool {
+        !self.unfinished.is_empty()
+    }
+
+    /// Whether a fan-out of `publisher`'s waits to be resumed (its next frames wait for it).
+    pub(crate) fn is_unfinished_from(&self, publisher: ConnectionKey) -> bool {
+        self.unfinished
+            .iter()
+            .any(|route| route.publisher == Some(publisher))
     }
 
     /// Whether routing found connections past their bound (to close with
@@ -363,6 +462,69 @@ impl Router {
 #[inline]
 fn routing_limit(connection: &Connection) -> usize {
     connection.output_bound.saturating_mul(2)
+}
+
+/// Queues `fanout`'s frame for `subscribers` in order, until done or — looking at the clock every
+/// [`SUBSCRIBERS_BETWEEN_CLOCK_CHECKS`] — `deadline` has passed; returns how many were served.
+/// Never closes a connection: those past their bound get `cut_off` and go into `cut_offs`.
+fn fan_out(
+    fanout: &Fanout<'_>,
+    subscribers: &[Subscriber],
+    connections: &mut Connections,
+    flush: &mut FlushSet,
+    cut_offs: &mut Vec<ConnectionKey>,
+    outcome: &mut RouteOutcome,
+    deadline: Option<Instant>,
+) -> usize {
+    let frame = fanout.frame;
+    let mut now = None;
+    for (index, subscriber) in subscribers.iter().enumerate() {
+        if index > 0
+            && index % SUBSCRIBERS_BETWEEN_CLOCK_CHECKS == 0
+            && deadline.is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return index;
+        }
+        let Some(connection) = connections.get_mut(subscriber.connection) else {
+            continue;
+        };
+        let subscription_id = if connection.role.is_link() {
+            if fanout.from_peer || connection.delivered_sequence == fanout.sequence {
+                continue;
+            }
+            connection.delivered_sequence = fanout.sequence;
+            0
+        } else {
+            subscriber.subscription_id
+        };
+        // A frame always fits an empty queue (SPEC §6.3).
+        if connection.outbound.pending() + frame.len() > routing_limit(connection)
+            && !connection.outbound.is_empty()
+        {
+            if connection.cut_off.is_none()
+                && let Err(reason) = make_room(connection, frame.len())
+            {
+                connection.cut_off = Some(reason);
+                cut_offs.push(subscriber.connection);
+            }
+            if connection.cut_off.is_some() {
+                outcome.dropped += 1;
+                continue;
+            }
+        }
+        patch_subscription_id(connection.outbound.push(frame), subscription_id);
+        if !fanout.reply_subject.is_empty()
+            && let Some(access) = connection.access.as_deref_mut()
+        {
+            let now = *now.get_or_insert_with(Instant::now);
+            access.record_request(fanout.reply_subject, now);
+        }
+        connection.counters.frames_out += 1;
+        connection.counters.bytes_out += frame.len() as u64;
+        flush.insert(subscriber.connection);
+        outcome.delivered = true;
+    }
+    subscribers.len()
 }
 
 /// A connection about to pass its bound: writes what the socket takes now. `Ok` if `frame_len`

@@ -233,6 +233,8 @@ pub(crate) struct Service {
     partial_reported: usize,
     /// When to hand memory back after a burst.
     memory: MemoryReturn,
+    /// Whether the task that resumes unfinished fan-outs runs.
+    resuming: bool,
     /// Every task of the service: connections (while they run and linger), dials, timers.
     tasks: TaskTracker,
     /// Cancelled when the service stops; dials and timers end with it.
@@ -295,6 +297,7 @@ impl Service {
                 partial_total: 0,
                 partial_reported: 0,
                 memory: MemoryReturn::default(),
+                resuming: false,
                 tasks,
                 cancel,
                 shutting_down: false,
@@ -647,12 +650,20 @@ impl Service {
                         dialer,
                         attempt,
                         delay,
-                    } => self.spawn_dial_timer(*dialer, *attempt, *delay),
+                    } => {
+                        let (dialer, attempt) = (*dialer, *attempt);
+                        self.spawn_timer(*delay, move |service| service.dial_due(dialer, attempt));
+                    }
                     MeshEffect::DropAfter {
                         dialer,
                         departure,
                         delay,
-                    } => self.spawn_drop_timer(*dialer, *departure, *delay),
+                    } => {
+                        let (dialer, departure) = (*dialer, *departure);
+                        self.spawn_timer(*delay, move |service| {
+                            service.drop_due(dialer, departure)
+                        });
+                    }
                     MeshEffect::Connect {
                         dialer,
                         attempt,
@@ -667,22 +678,57 @@ impl Service {
         self.applying_mesh_output = false;
     }
 
-    fn spawn_dial_timer(&self, dialer: DialerId, attempt: u64, delay: Duration) {
+    /// Starts the task that goes on with fan-outs that outlasted their batch, one batch's time
+    /// at a time, giving way to every other task of the service in between (unless it runs).
+    fn spawn_resumer(&mut self) {
+        if self.resuming {
+            return;
+        }
         let Some(this) = self.this.upgrade() else {
             return;
         };
+        self.resuming = true;
         let cancel = self.cancel.clone();
         self.tasks.spawn_local(async move {
             cancel
                 .run_until_cancelled(async {
-                    tokio::time::sleep(delay).await;
-                    this.borrow_mut().dial_due(dialer, attempt);
+                    loop {
+                        tokio::task::yield_now().await;
+                        if this.borrow_mut().resume_routes() {
+                            break;
+                        }
+                    }
                 })
                 .await;
         });
     }
 
-    fn spawn_drop_timer(&self, dialer: DialerId, departure: u64, delay: Duration) {
+    /// One batch of unfinished fan-outs; true when none is left (the resumer then ends).
+    fn resume_routes(&mut self) -> bool {
+        self.start_batch();
+        while let Some(outcome) = self
+            .router
+            .resume(&mut self.connections, self.batch_deadline)
+        {
+            self.batch_work += outcome.visited;
+            if outcome.dropped > 0 || self.router.has_cut_offs() {
+                self.after_route(outcome.dropped, outcome.frame_len);
+            }
+            if outcome.unfinished {
+                break;
+            }
+        }
+        self.flush();
+        let finished = !self.router.has_unfinished();
+        if finished {
+            self.resuming = false;
+        }
+        finished
+    }
+
+    /// Runs `due` on the service after `delay`, unless the service stops first (a mesh timer:
+    /// the mesh decides what a late one means, so a stale timer is harmless).
+    fn spawn_timer(&self, delay: Duration, due: impl FnOnce(&mut Service) + 'static) {
         let Some(this) = self.this.upgrade() else {
             return;
         };
@@ -691,7 +737,7 @@ impl Service {
             cancel
                 .run_until_cancelled(async {
                     tokio::time::sleep(delay).await;
-                    this.borrow_mut().drop_due(dialer, departure);
+                    due(&mut this.borrow_mut());
                 })
                 .await;
         });
@@ -954,7 +1000,9 @@ impl Service {
         self.batch_work += 1;
         if self.reading_closed {
             AfterFrame::Stop
-        } else if self.batch_over() {
+        } else if self.batch_over()
+            || (self.router.has_unfinished() && self.router.is_unfinished_from(key))
+        {
             AfterFrame::Pause
         } else {
             AfterFrame::Continue
@@ -1036,12 +1084,14 @@ impl Service {
             return;
         }
         let mut refused = None;
+        let deadline = Some(self.batch_deadline);
         let routed = self.router.route_checked(
             origin,
             frame,
             header.subject,
             header.reply_subject,
             &mut self.connections,
+            deadline,
             |subject, connections| {
                 if let Err(error) = validate_subject_bytes(subject) {
                     refused = Some(Refused::Invalid(error));
@@ -1097,6 +1147,9 @@ impl Service {
         self.batch_work += outcome.visited;
         if outcome.dropped > 0 || self.router.has_cut_offs() {
             self.after_route(outcome.dropped, frame.len());
+        }
+        if outcome.unfinished {
+            self.spawn_resumer();
         }
         if !outcome.delivered {
             self.counters.unmatched_publishes += 1;
@@ -2100,6 +2153,11 @@ impl SocketEvents for Service {
     fn on_readable(&mut self, key: ConnectionKey) -> ReadOutcome {
         if !self.connections.contains_key(key) {
             return ReadOutcome::Continue;
+        }
+        if self.router.has_unfinished() && self.router.is_unfinished_from(key) {
+            // Its last message is still being fanned out (by the resumer task): its next
+            // frames come after that.
+            return ReadOutcome::Stall;
         }
         self.stall_publisher = false;
         self.batch_origin = Some(key);

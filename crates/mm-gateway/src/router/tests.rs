@@ -146,13 +146,15 @@ fn the_memo_follows_changes_to_the_index() {
         // A publisher without a memo knows no subject — not even the empty one (issue #12).
         assert!(!router.knows_subject(publisher, b""));
         assert!(!router.knows_subject(publisher, b"X"));
-        let outcome = router.route(
-            Origin::Client(publisher),
-            &publish("X"),
-            b"X",
-            &mut connections,
+        let frame = publish("X");
+        let outcome = router.route(Origin::Client(publisher), &frame, b"X", &mut connections);
+        assert_eq!(
+            outcome,
+            RouteOutcome {
+                frame_len: frame.len(),
+                ..RouteOutcome::default()
+            }
         );
-        assert_eq!(outcome, RouteOutcome::default());
         assert!(router.knows_subject(publisher, b"X"));
         assert!(!router.knows_subject(publisher, b""));
         // A subscription added after the memo was written is seen by the next publish.
@@ -202,6 +204,7 @@ fn the_subject_check_runs_once_per_subject_unless_it_passed_only_once() {
                 subject.as_bytes(),
                 &[],
                 connections,
+                None,
                 |checked, _| {
                     checks.push(String::from_utf8_lossy(checked).into_owned());
                     verdict
@@ -223,6 +226,83 @@ fn the_subject_check_runs_once_per_subject_unless_it_passed_only_once() {
             .collect();
         assert_eq!(delivered, ["A", "A", "A", "R", "R"]);
         assert_eq!(checks, ["A", "B", "R", "R", "R"]);
+    });
+}
+
+/// A fan-out still going when its deadline passes stops after a slice and is finished by
+/// `resume`, every copy in order; a link among the rest gets its one copy even though another
+/// message reached it in between (which overwrote its "already has it" mark).
+#[test]
+fn a_fan_out_past_its_deadline_is_finished_by_resume_in_order() {
+    run(async {
+        let mut connections = Connections::with_key();
+        let publisher = connection(&mut connections, client()).await;
+        let receiver = connection(&mut connections, client()).await;
+        let peer = connection(&mut connections, link()).await;
+        let other = connection(&mut connections, client()).await;
+        let mut router = Router::new();
+        let n = (SUBSCRIBERS_BETWEEN_CLOCK_CHECKS * 2 + 10) as u32;
+        for id in 1..=n {
+            router.subscribe(b"BIG", subscriber(receiver, id));
+        }
+        router.subscribe(b"BIG", subscriber(peer, 1));
+        router.subscribe(b"SMALL", subscriber(peer, 2));
+        let passed = Instant::now();
+        let outcome = router
+            .route_checked(
+                Origin::Client(publisher),
+                &publish("BIG"),
+                b"BIG",
+                &[],
+                &mut connections,
+                Some(passed),
+                |_, _| SubjectCheck::Repeatable,
+            )
+            .unwrap();
+        assert!(outcome.unfinished && outcome.delivered);
+        assert_eq!(outcome.visited, SUBSCRIBERS_BETWEEN_CLOCK_CHECKS);
+        assert!(router.has_unfinished());
+        assert!(router.is_unfinished_from(publisher));
+        assert!(!router.is_unfinished_from(other));
+        router.route(
+            Origin::Client(other),
+            &publish("SMALL"),
+            b"SMALL",
+            &mut connections,
+        );
+        let mut slices = 0;
+        while let Some(outcome) = router.resume(&mut connections, passed) {
+            slices += 1;
+            if !outcome.unfinished {
+                break;
+            }
+        }
+        assert_eq!(slices, 2);
+        assert!(!router.has_unfinished());
+        assert!(router.resume(&mut connections, passed).is_none());
+        let ids: Vec<u32> = queued(&mut connections, receiver)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids, (1..=n).collect::<Vec<_>>());
+        assert_eq!(
+            queued(&mut connections, peer),
+            vec![(0, "SMALL".into()), (0, "BIG".into())]
+        );
+        // Without a deadline nothing is left over, however many match.
+        let outcome = router
+            .route_checked(
+                Origin::Client(publisher),
+                &publish("BIG"),
+                b"BIG",
+                &[],
+                &mut connections,
+                None,
+                |_, _| SubjectCheck::Repeatable,
+            )
+            .unwrap();
+        assert!(!outcome.unfinished);
+        assert_eq!(outcome.visited, n as usize + 1);
     });
 }
 
