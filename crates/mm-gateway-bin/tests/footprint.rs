@@ -46,6 +46,7 @@ fn ten_thousand_idle_clients_cost_little_memory() {
         &mm_wire::handshake::ConnectOptions::mm2("footprint").to_message(),
     )
     .unwrap();
+    let connecting = std::time::Instant::now();
     let mut clients = Vec::with_capacity(CLIENTS);
     for n in 0..CLIENTS {
         let mut stream = TcpStream::connect(gateway.address()).expect("connect");
@@ -61,6 +62,13 @@ fn ten_thousand_idle_clients_cost_little_memory() {
         stream.write_all(&bytes).expect("send CONNECT");
         clients.push(stream);
     }
+    // A connection storm fits the gateway's listen queue: with the usual 128 places the queue
+    // overflowed, each dropped SYN waited a second for its retry, and these connects took 70 s.
+    let connected_in = connecting.elapsed();
+    assert!(
+        connected_in < Duration::from_secs(30),
+        "{CLIENTS} connects took {connected_in:?}"
+    );
     // Each stats answer lists 10 000 connections: poll it gently.
     assert!(
         wait_until_every(Duration::from_secs(60), Duration::from_millis(200), || {

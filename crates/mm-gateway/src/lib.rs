@@ -77,6 +77,7 @@ mod permissions;
 mod rate_limit;
 mod router;
 pub mod security;
+mod segmented_table;
 mod service;
 mod socket;
 mod stats;
@@ -153,14 +154,30 @@ pub struct Gateway {
     discovery: Option<discovery::Discovery>,
 }
 
+/// Connections the kernel may hold for the acceptor (capped by `net.core.somaxconn`, 4 096 on
+/// current Linux). The usual 128 overflows when thousands of clients connect at once — after a
+/// gateway restart, say — and each connection dropped from a full queue waits a whole second for
+/// its client to try again.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// The client port, bound and listening with [`LISTEN_BACKLOG`].
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl Gateway {
     /// Binds the listening socket and starts the services listed in the configuration's
     /// `StartupMeshes` (which dial their peers at once). Must be called inside a tokio runtime.
     pub async fn bind(config: GatewayConfig) -> Result<Gateway, GatewayError> {
         let address = SocketAddr::new(config.bind, config.port);
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| GatewayError::Bind { address, source })?;
+        let listener = listen(address).map_err(|source| GatewayError::Bind { address, source })?;
         let local_address = listener
             .local_addr()
             .map_err(|source| GatewayError::Bind { address, source })?;

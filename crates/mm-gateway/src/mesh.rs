@@ -57,6 +57,7 @@ mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +70,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::MeshConfig;
 use crate::connection::{CloseReason, ConnectionKey};
+use crate::segmented_table::SegmentedTable;
 use dial::LinkError;
 
 /// First redial delay (SPEC §8).
@@ -261,6 +263,8 @@ impl Dialer {
 /// A local pattern and the id it has on every dialled link.
 #[derive(Debug)]
 struct InterestEntry {
+    /// The pattern.
+    pattern: Box<[u8]>,
     /// Local client subscriptions with this pattern. Invariant: `count >= 1` while present.
     count: u32,
     /// Subscription id used on the links for this pattern; never reused.
@@ -471,8 +475,11 @@ pub(crate) struct Mesh {
     by_address: HashMap<String, DialerId>,
     /// Discovery sources that reported to this service, in order of first report.
     sources: Vec<SourceRecord>,
-    /// Local interest by pattern.
-    interest: hashbrown::HashMap<Box<[u8]>, InterestEntry, foldhash::fast::RandomState>,
+    /// Local interest by pattern (segmented: a client with a million patterns grows it with no
+    /// long insert).
+    interest: SegmentedTable<InterestEntry>,
+    /// Hashes `interest`'s patterns; seeded at random, as clients choose them.
+    interest_hasher: foldhash::fast::RandomState,
     /// Next link subscription id.
     next_link_subscription_id: u32,
     /// Dialled links that are up, oldest first.
@@ -521,7 +528,8 @@ impl Mesh {
             dialers,
             by_address,
             sources: Vec::new(),
-            interest: Default::default(),
+            interest: SegmentedTable::new(),
+            interest_hasher: Default::default(),
             next_link_subscription_id: 1,
             dialled: Vec::new(),
             accepted: Vec::new(),
@@ -542,7 +550,7 @@ impl Mesh {
     pub(crate) fn interest_counts(&self) -> impl Iterator<Item = (&[u8], u32)> {
         self.interest
             .iter()
-            .map(|(pattern, entry)| (&pattern[..], entry.count))
+            .map(|entry| (&entry.pattern[..], entry.count))
     }
 
     /// The peer addresses and their diallers.
@@ -576,19 +584,24 @@ impl Mesh {
 
     /// A local client subscribed to `pattern`: on 0→1, tell every dialled link.
     pub(crate) fn interest_added(&mut self, pattern: &[u8], out: &mut MeshOutput) {
-        if let Some(entry) = self.interest.get_mut(pattern) {
-            entry.count += 1;
+        let hasher = &self.interest_hasher;
+        let (entry, added) = self.interest.find_or_insert_with(
+            hasher.hash_one(pattern),
+            |entry| *entry.pattern == *pattern,
+            |entry| hasher.hash_one(&entry.pattern),
+            || InterestEntry {
+                pattern: pattern.into(),
+                count: 0,
+                link_subscription_id: 0,
+            },
+        );
+        entry.count += 1;
+        if !added {
             return;
         }
         let id = self.next_link_subscription_id;
         self.next_link_subscription_id = self.next_link_subscription_id.wrapping_add(1).max(1);
-        self.interest.insert(
-            pattern.into(),
-            InterestEntry {
-                count: 1,
-                link_subscription_id: id,
-            },
-        );
+        entry.link_subscription_id = id;
         for link in &mut self.dialled {
             out.send_interest(link.key, Action::Subscribe, id, pattern);
             link.interest_since_ping = true;
@@ -597,7 +610,12 @@ impl Mesh {
 
     /// A local client's subscription to `pattern` ended: on 1→0, tell every dialled link.
     pub(crate) fn interest_removed(&mut self, pattern: &[u8], out: &mut MeshOutput) {
-        let Some(entry) = self.interest.get_mut(pattern) else {
+        let hasher = &self.interest_hasher;
+        let hash = hasher.hash_one(pattern);
+        let Some(entry) = self
+            .interest
+            .find_mut(hash, |entry| *entry.pattern == *pattern)
+        else {
             debug_assert!(false, "interest removed that was never added");
             return;
         };
@@ -606,12 +624,12 @@ impl Mesh {
             return;
         }
         let id = entry.link_subscription_id;
-        self.interest.remove(pattern);
-        // Give the table's memory back as it empties (after a client with a million patterns
-        // leaves); halving only below a quarter keeps this O(1) amortised.
-        if self.interest.capacity() > 1024 && self.interest.len() < self.interest.capacity() / 4 {
-            self.interest.shrink_to(self.interest.len() * 2);
-        }
+        // The table gives its memory back as it empties, one segment at a time.
+        self.interest.remove(
+            hash,
+            |entry| *entry.pattern == *pattern,
+            |entry| hasher.hash_one(&entry.pattern),
+        );
         for link in &mut self.dialled {
             out.send_interest(link.key, Action::Unsubscribe, id, pattern);
             link.interest_since_ping = true;
@@ -621,7 +639,11 @@ impl Mesh {
     /// How many local subscriptions hold `pattern` (0 if none).
     #[cfg(test)]
     pub(crate) fn interest_count(&self, pattern: &[u8]) -> u32 {
-        self.interest.get(pattern).map_or(0, |entry| entry.count)
+        self.interest
+            .find(self.interest_hasher.hash_one(pattern), |entry| {
+                *entry.pattern == *pattern
+            })
+            .map_or(0, |entry| entry.count)
     }
 
     // ---------------------------------------------------------------------------------------
@@ -787,8 +809,13 @@ impl Mesh {
             flush_answered: 0,
             interest_since_ping: true,
         };
-        for (pattern, entry) in &self.interest {
-            out.send_interest(key, Action::Subscribe, entry.link_subscription_id, pattern);
+        for entry in self.interest.iter() {
+            out.send_interest(
+                key,
+                Action::Subscribe,
+                entry.link_subscription_id,
+                &entry.pattern,
+            );
         }
         // Flushes that waited for this first dial now wait for the replayed interest to be
         // confirmed (an MM/1 peer cannot confirm: they stop waiting for it).

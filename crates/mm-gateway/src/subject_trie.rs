@@ -349,7 +349,7 @@ impl<T: Copy + Eq + Hash> SubjectTrie<T> {
                     assert!(child.token.as_bytes().is_empty());
                     visit(child, false, totals);
                 }
-                for child in &branches.literal_children {
+                for child in branches.literal_children.iter() {
                     visit(child, false, totals);
                 }
             }
@@ -423,19 +423,18 @@ fn remove_under<'p, T: Copy + Eq + Hash>(
             removed
         }
         PatternToken::Literal(token) => {
-            let Ok(mut entry) = branches
+            let Some(child) = branches
                 .literal_children
-                .find_entry(token_hash(hasher, token), |child| {
+                .find_mut(token_hash(hasher, token), |child| {
                     child.token.as_bytes() == token
                 })
             else {
                 return false;
             };
-            let removed = remove_under(entry.get_mut(), tokens, value, hasher, removal);
-            if removed && entry.get().is_empty() {
-                entry.remove();
+            let removed = remove_under(child, tokens, value, hasher, removal);
+            if removed && child.is_empty() {
+                branches.remove_literal_child(token, hasher);
                 removal.freed_nodes += 1;
-                branches.shrink_literal_children(hasher);
             }
             removed
         }

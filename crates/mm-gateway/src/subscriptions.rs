@@ -15,6 +15,8 @@ use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 
+use crate::segmented_table::SegmentedTable;
+
 /// A live subscription of a connection.
 #[derive(Debug)]
 struct Entry {
@@ -31,19 +33,20 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
     /// Subscriptions by the id the peer chose. The peer controls the keys: the hasher is seeded
-    /// at random per map.
-    by_id: hashbrown::HashMap<u32, Entry, RandomState>,
+    /// at random per connection. Segmented, so that growing to a million costs no insert more
+    /// than a fraction of a millisecond.
+    by_id: SegmentedTable<(u32, Entry)>,
     /// `(hash of the pattern, sequence) -> id`, ordered: the oldest subscription with a pattern is
     /// the first entry of its hash whose pattern matches. A hash rather than the pattern itself
     /// keeps the index small (24 bytes an entry); colliding patterns are told apart through
     /// `by_id`, and the seed is random, so a peer cannot make them collide on purpose.
     by_pattern: BTreeMap<(u64, u64), u32>,
-    /// Seeds `pattern_hash`.
+    /// Hashes ids and patterns.
     hasher: RandomState,
     /// Creation counter for `Entry::sequence`.
     next_sequence: u64,
     /// Links from MM/1 gateways: references per pattern (ids not trusted).
-    references: hashbrown::HashMap<Box<[u8]>, u32, RandomState>,
+    references: SegmentedTable<(Box<[u8]>, u32)>,
 }
 
 /// A subscription taken out of a closing connection, for the subject index and the mesh.
@@ -63,7 +66,13 @@ impl Subscriptions {
 
     /// Whether `id` is live.
     pub(crate) fn contains(&self, id: u32) -> bool {
-        self.by_id.contains_key(&id)
+        self.entry(id).is_some()
+    }
+
+    fn entry(&self, id: u32) -> Option<&Entry> {
+        self.by_id
+            .find(self.hasher.hash_one(id), |(candidate, _)| *candidate == id)
+            .map(|(_, entry)| entry)
     }
 
     fn pattern_hash(&self, pattern: &[u8]) -> u64 {
@@ -76,18 +85,28 @@ impl Subscriptions {
         let sequence = self.next_sequence;
         let hash = self.pattern_hash(pattern);
         self.by_pattern.insert((hash, sequence), id);
-        self.by_id.insert(
-            id,
-            Entry {
-                pattern: pattern.into(),
-                sequence,
-            },
+        let hasher = &self.hasher;
+        self.by_id.insert_unique(
+            hasher.hash_one(id),
+            (
+                id,
+                Entry {
+                    pattern: pattern.into(),
+                    sequence,
+                },
+            ),
+            |(id, _)| hasher.hash_one(*id),
         );
     }
 
     /// Removes the subscription `id`; returns its pattern.
     pub(crate) fn remove(&mut self, id: u32) -> Option<Box<[u8]>> {
-        let entry = self.by_id.remove(&id)?;
+        let hasher = &self.hasher;
+        let (_, entry) = self.by_id.remove(
+            hasher.hash_one(id),
+            |(candidate, _)| *candidate == id,
+            |(id, _)| hasher.hash_one(*id),
+        )?;
         let hash = self.pattern_hash(&entry.pattern);
         self.by_pattern.remove(&(hash, entry.sequence));
         Some(entry.pattern)
@@ -99,60 +118,64 @@ impl Subscriptions {
         self.by_pattern
             .range((hash, 0)..=(hash, u64::MAX))
             .map(|(_, &id)| id)
-            .find(|id| {
-                self.by_id
-                    .get(id)
+            .find(|&id| {
+                self.entry(id)
                     .is_some_and(|entry| &*entry.pattern == pattern)
             })
     }
 
     /// One more reference to `pattern` on an MM/1 link; true if it is the first.
     pub(crate) fn add_reference(&mut self, pattern: &[u8]) -> bool {
-        match self.references.get_mut(pattern) {
-            Some(count) => {
-                *count += 1;
-                false
-            }
-            None => {
-                self.references.insert(pattern.into(), 1);
-                true
-            }
-        }
+        let hasher = &self.hasher;
+        let ((_, count), added) = self.references.find_or_insert_with(
+            hasher.hash_one(pattern),
+            |(candidate, _)| **candidate == *pattern,
+            |(pattern, _)| hasher.hash_one(pattern),
+            || (pattern.into(), 0),
+        );
+        *count += 1;
+        added
     }
 
     /// One reference less to `pattern`; `Some(true)` if it was the last, `None` if there was
     /// none.
     pub(crate) fn remove_reference(&mut self, pattern: &[u8]) -> Option<bool> {
-        let count = self.references.get_mut(pattern)?;
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(pattern);
+        let (_, count) = self
+            .references
+            .find_mut(hash, |(candidate, _)| **candidate == *pattern)?;
         *count -= 1;
-        if *count == 0 {
-            self.references.remove(pattern);
-            Some(true)
-        } else {
-            Some(false)
+        if *count > 0 {
+            return Some(false);
         }
+        self.references.remove(
+            hash,
+            |(candidate, _)| **candidate == *pattern,
+            |(pattern, _)| hasher.hash_one(pattern),
+        );
+        Some(true)
     }
 
     /// Every pattern held (counted patterns once), in no particular order.
     pub(crate) fn patterns(&self) -> impl Iterator<Item = &[u8]> {
         self.by_id
-            .values()
-            .map(|entry| &*entry.pattern)
-            .chain(self.references.keys().map(|pattern| &**pattern))
+            .iter()
+            .map(|(_, entry)| &*entry.pattern)
+            .chain(self.references.iter().map(|(pattern, _)| &**pattern))
     }
 
     /// Empties the set: every subscription, to be taken out of the subject index (in slices, if
     /// there are many).
     pub(crate) fn retire(&mut self) -> impl Iterator<Item = Retired> + use<> {
         self.by_pattern = BTreeMap::new();
-        let by_id = std::mem::take(&mut self.by_id)
-            .into_iter()
-            .map(|(id, entry)| Retired {
-                id,
-                pattern: entry.pattern,
-            });
-        let references = std::mem::take(&mut self.references)
-            .into_iter()
+        let by_id = self.by_id.take_all().map(|(id, entry)| Retired {
+            id,
+            pattern: entry.pattern,
+        });
+        let references = self
+            .references
+            .take_all()
             .map(|(pattern, _)| Retired { id: 0, pattern });
         by_id.chain(references)
     }
@@ -161,7 +184,9 @@ impl Subscriptions {
     fn check(&self) {
         assert_eq!(self.by_pattern.len(), self.by_id.len());
         for (&(hash, sequence), id) in &self.by_pattern {
-            let entry = &self.by_id[id];
+            let Some(entry) = self.entry(*id) else {
+                panic!("id {id} indexed by pattern but absent");
+            };
             assert_eq!(entry.sequence, sequence);
             assert_eq!(self.pattern_hash(&entry.pattern), hash);
         }

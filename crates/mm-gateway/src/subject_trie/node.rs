@@ -3,7 +3,8 @@
 use std::hash::{BuildHasher, Hash};
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
+
+use crate::segmented_table::SegmentedTable;
 
 /// The hasher of every table in one trie: its literal children, its value positions and its match
 /// cache.
@@ -112,8 +113,9 @@ pub(super) struct Node<T> {
 /// The children of an inner node, and the values of its `>` patterns.
 pub(super) struct Branches<T> {
     /// Children reached by a literal token, keyed by the hash of the child's `token`. Owned: a
-    /// child is dropped when it is removed from this table.
-    pub(super) literal_children: HashTable<Box<Node<T>>>,
+    /// child is dropped when it is removed from this table. Segmented, so that a node with a
+    /// million children (`U.1` … `U.1000000`) grows and shrinks with no long insert or removal.
+    pub(super) literal_children: SegmentedTable<Box<Node<T>>>,
     /// The child reached by `*`, if any pattern continues with `*` here.
     pub(super) any_one_child: Option<Box<Node<T>>>,
     /// Values of the patterns that end with `>` right after this node.
@@ -141,7 +143,7 @@ impl<T: Copy + Eq + Hash> Node<T> {
     pub(super) fn branches_mut(&mut self) -> &mut Branches<T> {
         self.branches.get_or_insert_with(|| {
             Box::new(Branches {
-                literal_children: HashTable::new(),
+                literal_children: SegmentedTable::new(),
                 any_one_child: None,
                 rest_values: ValueList::Empty,
             })
@@ -187,30 +189,23 @@ impl<T: Copy + Eq + Hash> Branches<T> {
         hasher: &TrieHasher,
         created: &mut bool,
     ) -> &mut Node<T> {
-        let entry = self.literal_children.entry(
+        let (child, added) = self.literal_children.find_or_insert_with(
+            token_hash(hasher, token),
+            |child| child.token.as_bytes() == token,
+            |child| token_hash(hasher, child.token.as_bytes()),
+            || Box::new(Node::new(Token::new(token))),
+        );
+        *created |= added;
+        child
+    }
+
+    /// Removes the child reached by `token` (the table gives its memory back as it empties).
+    pub(super) fn remove_literal_child(&mut self, token: &[u8], hasher: &TrieHasher) {
+        self.literal_children.remove(
             token_hash(hasher, token),
             |child| child.token.as_bytes() == token,
             |child| token_hash(hasher, child.token.as_bytes()),
         );
-        match entry {
-            hashbrown::hash_table::Entry::Occupied(occupied) => occupied.into_mut(),
-            hashbrown::hash_table::Entry::Vacant(vacant) => {
-                *created = true;
-                vacant
-                    .insert(Box::new(Node::new(Token::new(token))))
-                    .into_mut()
-            }
-        }
-    }
-
-    /// Gives back table memory after children were removed: once the table is less than a quarter
-    /// full, it shrinks to twice its length, so that shrinking is amortised O(1) per removal.
-    pub(super) fn shrink_literal_children(&mut self, hasher: &TrieHasher) {
-        let len = self.literal_children.len();
-        if len * 4 < self.literal_children.capacity() {
-            self.literal_children
-                .shrink_to(len * 2, |child| token_hash(hasher, child.token.as_bytes()));
-        }
     }
 }
 
@@ -241,7 +236,7 @@ pub(super) struct ManyValues<T> {
     values: Vec<T>,
     /// Position of each value in `values`, keyed by the value's hash; empty while the list is
     /// short.
-    positions: HashTable<usize>,
+    positions: SegmentedTable<usize>,
 }
 
 impl<T: Copy + Eq + Hash> ValueList<T> {
@@ -269,7 +264,7 @@ impl<T: Copy + Eq + Hash> ValueList<T> {
                 let first = *first;
                 *self = ValueList::Many(Box::new(ManyValues {
                     values: vec![first, value],
-                    positions: HashTable::new(),
+                    positions: SegmentedTable::new(),
                 }));
             }
             ValueList::Many(many) => many.push(value, hasher),
@@ -310,7 +305,6 @@ impl<T: Copy + Eq + Hash> ManyValues<T> {
                 hasher.hash_one(values[position])
             });
         } else if values.len() > POSITION_INDEX_BUILD_LEN {
-            positions.reserve(values.len(), |&position| hasher.hash_one(values[position]));
             for (position, value) in values.iter().enumerate() {
                 positions.insert_unique(hasher.hash_one(value), position, |&position| {
                     hasher.hash_one(values[position])
@@ -323,11 +317,13 @@ impl<T: Copy + Eq + Hash> ManyValues<T> {
         let ManyValues { values, positions } = self;
         let indexed = !positions.is_empty();
         let position = if indexed {
-            match positions.find_entry(hasher.hash_one(value), |&position| {
-                values[position] == value
-            }) {
-                Ok(entry) => entry.remove().0,
-                Err(_) => return false,
+            match positions.remove(
+                hasher.hash_one(value),
+                |&position| values[position] == value,
+                |&position| hasher.hash_one(values[position]),
+            ) {
+                Some(position) => position,
+                None => return false,
             }
         } else {
             match values.iter().position(|candidate| *candidate == value) {
@@ -347,11 +343,7 @@ impl<T: Copy + Eq + Hash> ManyValues<T> {
         values.swap_remove(position);
 
         if indexed && values.len() < POSITION_INDEX_DROP_LEN {
-            *positions = HashTable::new();
-        } else if indexed && positions.len() * 4 < positions.capacity() {
-            positions.shrink_to(positions.len() * 2, |&position| {
-                hasher.hash_one(values[position])
-            });
+            *positions = SegmentedTable::new();
         }
         if values.capacity() > POSITION_INDEX_DROP_LEN && values.len() * 4 < values.capacity() {
             values.shrink_to(values.len() * 2);
