@@ -119,8 +119,11 @@ pub(crate) fn read_frames(
         // frame announces.
         let wanted = frame_length_hint(partial).saturating_sub(partial.len());
         partial.reserve(wanted.clamp(4096, READ_BUFFER_BYTES));
-        let spare = partial.capacity() - partial.len();
-        let read = match socket.read_buf(partial) {
+        // One read takes at most a read buffer's worth even when the buffer has more room (a
+        // doubled buffer has megabytes): a batch of reads then costs about the same whether
+        // frames are small or large, and others wait no longer for a large frame's bytes.
+        let spare = (partial.capacity() - partial.len()).min(READ_BUFFER_BYTES);
+        let read = match socket.read_buf(partial, spare) {
             Ok(0) => return ReadResult::without_data(ReadStatus::PeerClosed),
             Ok(read) => read,
             Err(error) => return ReadResult::without_data(failed(error)),
@@ -211,4 +214,57 @@ fn frame_length_hint(bytes: &[u8]) -> usize {
     bytes
         .first_chunk::<4>()
         .map_or(0, |prefix| i32::from_le_bytes(*prefix).max(0) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::test_io::{run, socket_pair};
+
+    /// A large frame's bytes are read at most a read buffer's worth at a time, however much room
+    /// its (doubled) buffer has and however much the socket holds: one read of megabytes into
+    /// fresh memory held the service loop for milliseconds.
+    #[test]
+    fn a_large_frame_is_read_a_read_buffer_at_a_time() {
+        run(async {
+            let (gateway_end, mut test_end) = socket_pair().await;
+            let socket = ConnectionHandle::new(gateway_end, None);
+            let frame_bytes = 8 * 1024 * 1024;
+            let mut sent = (frame_bytes as i32).to_le_bytes().to_vec();
+            sent.resize(2 * 1024 * 1024, 0x55);
+            test_end.write_all(&sent[4..]).await.expect("write");
+            socket.stream.readable().await.expect("readable");
+
+            let mut partial = BytesMut::with_capacity(frame_bytes);
+            partial.extend_from_slice(&sent[..4]);
+            let mut shared = vec![0u8; READ_BUFFER_BYTES];
+            let mut received = 4;
+            let mut frames = 0;
+            while received < sent.len() {
+                let result = read_frames(&socket, &mut partial, &mut shared, u32::MAX, |_| {
+                    frames += 1;
+                    AfterFrame::Continue
+                });
+                match result.status {
+                    ReadStatus::Filled | ReadStatus::Drained => {}
+                    ReadStatus::WouldBlock => {
+                        socket.stream.readable().await.expect("readable");
+                        continue;
+                    }
+                    status => panic!("unexpected read status {status:?}"),
+                }
+                assert!(
+                    result.bytes <= READ_BUFFER_BYTES,
+                    "one read took {} bytes",
+                    result.bytes
+                );
+                received += result.bytes;
+                assert_eq!(partial.len(), received);
+            }
+            assert_eq!(frames, 0);
+            assert!(partial[..] == sent[..], "the bytes kept are the bytes sent");
+        });
+    }
 }

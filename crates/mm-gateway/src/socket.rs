@@ -99,14 +99,23 @@ impl ConnectionHandle {
         }
     }
 
-    /// Reads what the socket has into the spare room of `buffer` (at least 4 KiB of it).
+    /// Reads what the socket has into the spare room of `buffer`, at most `max` bytes (and at
+    /// least 4 KiB of room). The cap bounds what one read costs: touching fresh pages of a large
+    /// buffer is most of the cost of a read, and without it one read could take a whole socket
+    /// buffer (megabytes) at once.
     #[inline]
-    pub(crate) fn read_buf(&self, buffer: &mut bytes::BytesMut) -> std::io::Result<usize> {
+    pub(crate) fn read_buf(
+        &self,
+        buffer: &mut bytes::BytesMut,
+        max: usize,
+    ) -> std::io::Result<usize> {
+        let room = (buffer.capacity() - buffer.len()).clamp(4096, max.max(4096));
         match &self.tls {
-            None => self.stream.try_read_buf(buffer),
+            None => self
+                .stream
+                .try_read_buf(&mut bytes::BufMut::limit(&mut *buffer, room)),
             Some(tls) => {
                 let start = buffer.len();
-                let room = (buffer.capacity() - start).max(4096);
                 buffer.resize(start + room, 0);
                 let result = crate::transport::read(
                     &mut tls.borrow_mut(),
