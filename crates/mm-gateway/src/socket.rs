@@ -99,17 +99,17 @@ impl ConnectionHandle {
         }
     }
 
-    /// Reads what the socket has into the spare room of `buffer`, at most `max` bytes (and at
-    /// least 4 KiB of room). The cap bounds what one read costs: touching fresh pages of a large
-    /// buffer is most of the cost of a read, and without it one read could take a whole socket
-    /// buffer (megabytes) at once.
+    /// Reads what the socket has into `buffer`, at most `max` bytes (at least 4 KiB: the buffer
+    /// grows if it has less room). The cap bounds what one read costs: touching fresh pages of a
+    /// large buffer is most of the cost of a read, and without it one read could take a whole
+    /// socket buffer (megabytes) at once.
     #[inline]
     pub(crate) fn read_buf(
         &self,
         buffer: &mut bytes::BytesMut,
         max: usize,
     ) -> std::io::Result<usize> {
-        let room = (buffer.capacity() - buffer.len()).clamp(4096, max.max(4096));
+        let room = max.max(4096);
         match &self.tls {
             None => self
                 .stream
